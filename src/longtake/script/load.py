@@ -90,6 +90,36 @@ def decode_text(data: bytes, name: str) -> str:
 # --- YAML / JSON with positions ------------------------------------------------------------
 
 
+#: Aliases let a few lines of YAML expand into billions of nodes ("billion laughs"); a story
+#: of hours has a few thousand, so anything past this is refused before it is built.
+MAX_YAML_NODES = 200_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """Number of nodes once aliases are expanded; a ScriptError for a cycle or a bomb."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:  # an alias inside its own anchor: the data would be infinite
+        mark = node.start_mark
+        raise ScriptError(ScriptIssue("malformed YAML: an alias refers to the node that contains it", line=mark.line + 1, column=mark.column + 1))
+    active.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, memo, active)
+        if total > MAX_YAML_NODES:
+            raise ScriptError(ScriptIssue(f"malformed YAML: more than {MAX_YAML_NODES} values once aliases are expanded", line=1))
+    active.discard(key)
+    memo[key] = total
+    return total
+
+
 def _node_marks(node: yaml.Node, path: FieldPath, marks: Marks) -> None:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
@@ -109,6 +139,8 @@ def parse_yaml(text: str) -> tuple[Any, Marks]:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _expanded_size(node, {}, set())
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -122,6 +154,10 @@ def parse_yaml(text: str) -> tuple[Any, Marks]:
         raise ScriptError(ScriptIssue(f"malformed YAML: {exc}")) from None
     except RecursionError:
         raise ScriptError(ScriptIssue("malformed YAML: nested too deeply")) from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values that scan but cannot be built:
+        # an int past Python's digit limit, "!!timestamp" on a non-date.
+        raise ScriptError(ScriptIssue(f"malformed YAML: cannot build a value ({exc})")) from None
     marks: Marks = {}
     if node is not None:
         _node_marks(node, (), marks)
@@ -135,6 +171,8 @@ def parse_json(text: str) -> tuple[Any, Marks]:
         raise ScriptError(ScriptIssue(f"malformed JSON: {exc.msg}", line=exc.lineno, column=exc.colno)) from None
     except RecursionError:
         raise ScriptError(ScriptIssue("malformed JSON: nested too deeply")) from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise ScriptError(ScriptIssue(f"malformed JSON: {exc}")) from None
     try:  # JSON is (almost always) YAML: borrow YAML's positions for error messages
         _, marks = parse_yaml(text)
     except ScriptError:

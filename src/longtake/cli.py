@@ -1,0 +1,214 @@
+"""The ``longtake`` command line: validate | plan | schema | render (+ world, ...).
+
+The CLI only wires library calls together and turns their events into rich progress bars.
+Bad input (any :class:`~longtake.errors.LongtakeError`) prints one line per problem on
+stderr and exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from longtake import __version__
+from longtake.errors import LongtakeError
+
+app = typer.Typer(
+    name="longtake",
+    help="Long, consistent, multi-shot video from a story script. Every output is labelled AI-generated.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Files a directory argument of ``validate`` picks up (a leading ``_`` or ``.`` skips one).
+SCRIPT_SUFFIXES = (".yaml", ".yml", ".json", ".txt", ".jsonl", ".fountain", ".spmd")
+
+
+def fail(lines: list[str]) -> typer.Exit:
+    for line in lines:
+        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def user_errors(fn: F) -> F:
+    """Turn LongtakeError into one line per problem and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LongtakeError as exc:
+            raise fail(exc.lines()) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"longtake {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv for debug).")] = 0,
+) -> None:
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)], format="%(levelname)s %(name)s: %(message)s")
+
+
+FormatOpt = Annotated[str | None, typer.Option("--format", help="Script format: yaml, json, text, prompts, fountain (default: from the suffix).")]
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SCRIPT_SUFFIXES and not f.name.startswith(("_", "."))))
+        else:
+            files.append(p)
+    return files
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Script files or folders of scripts.", show_default=False)],
+    format: FormatOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Check scripts: one line per error (file:line:col: field: message), exit 2 if any is bad."""
+    from longtake.script import load_story
+
+    files = _expand(paths)
+    if not files:
+        raise fail([f"{', '.join(map(str, paths))}: no script files found; expected files ending in {', '.join(SCRIPT_SUFFIXES)}"])
+    bad = 0
+    for f in files:
+        try:
+            story = load_story(f, format=format)
+        except LongtakeError as exc:
+            bad += 1
+            for line in exc.lines():
+                err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+            continue
+        if not quiet:
+            n_shots = len(story.shots())
+            out.print(f"[green]ok[/green] {f}: '{story.title}', {len(story.scenes)} scenes, {n_shots} shots, {story.duration:.1f} s", highlight=False)
+    if bad:
+        if len(files) > 1 and not quiet:
+            err.print(f"{bad} of {len(files)} scripts are invalid")
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
+def schema() -> None:
+    """Print the JSON Schema of story script format v1."""
+    from longtake.script import story_json_schema
+
+    sys.stdout.write(json.dumps(story_json_schema(), indent=2) + "\n")
+
+
+@app.command("plan")
+@user_errors
+def plan_cmd(
+    story_path: Annotated[Path, typer.Argument(metavar="STORY", help="Script file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the timeline as JSON.")] = False,
+    frames_per_chunk: Annotated[int, typer.Option(min=1, help="Output frames per generation chunk.")] = 12,
+    by_shot: Annotated[bool, typer.Option("--shots", help="One row per shot instead of per chunk.")] = False,
+    format: FormatOpt = None,
+) -> None:
+    """Cut a story into generation chunks and print them."""
+    from longtake.plan import plan
+    from longtake.script import load_story
+
+    timeline = plan(load_story(story_path, format=format), frames_per_chunk=frames_per_chunk)
+    if json_out:
+        sys.stdout.write(timeline.to_json() + "\n")
+        return
+    from longtake.cli_tables import chunk_table, shot_table
+
+    out.print(shot_table(timeline, out.width) if by_shot else chunk_table(timeline, out.width))
+    out.print(
+        f"{len(timeline)} chunks of {timeline.frames_per_chunk} frames, {timeline.num_frames} frames, "
+        f"{timeline.duration:.2f} s at {timeline.fps} fps, {timeline.width}x{timeline.height}",
+        highlight=False,
+    )
+
+
+@app.command()
+@user_errors
+def render(
+    story_path: Annotated[Path, typer.Argument(metavar="STORY", help="Script file.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4 (a manifest .json is written next to it).")] = Path("out.mp4"),
+    model: Annotated[str, typer.Option("--model", "-m", help="Generator: see `longtake models`.")] = "default",
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
+    audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
+    format: FormatOpt = None,
+) -> None:
+    """Render a story to an mp4, chunk by chunk, with a progress bar."""
+    from longtake.pipeline import load_generator, render_story
+    from longtake.plan import DEFAULT_FRAMES_PER_CHUNK, plan
+    from longtake.script import load_story
+
+    story = load_story(story_path, format=format)
+    generator = load_generator(model)
+    timeline = plan(story, frames_per_chunk=getattr(generator, "frames_per_chunk", DEFAULT_FRAMES_PER_CHUNK))
+    from longtake.cli_progress import RenderProgressBar
+
+    with RenderProgressBar(out, timeline) as bar:
+        result = render_story(story, timeline, generator, output, seed=seed, audio=audio, on_progress=bar.update)
+    out.print(
+        f"[green]wrote[/green] {result.video} ({result.frames} frames, {result.frames / timeline.fps:.1f} s) "
+        f"in {result.wall_seconds:.1f} s = {result.realtime_factor:.2f}x real time; manifest {result.manifest}",
+        highlight=False,
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the generators `render --model` accepts."""
+    from longtake.pipeline import available_generators
+
+    table = Table("name", "kind", "description")
+    for name, (kind, desc) in available_generators().items():
+        table.add_row(name, kind, desc)
+    out.print(table)
+
+
+def _mount_subcommands() -> None:
+    try:
+        from longtake.world.cli import world_app
+    except ImportError as exc:  # StoryWorld absent from a partial install
+        logging.getLogger(__name__).debug("world commands unavailable: %s", exc)
+        return
+    app.add_typer(world_app, name="world", help="StoryWorld: procedural stories with exact ground truth.")
+
+
+_mount_subcommands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

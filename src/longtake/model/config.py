@@ -1,0 +1,143 @@
+"""Configuration of the causal video DiT: one frozen dataclass plus a registry of presets.
+
+Field names follow diffusers' ``WanTransformer3DModel`` config where one exists
+(``patch_size``, ``in_channels``, ``ffn_dim``, ``text_dim``, ``freq_dim``, ``eps``,
+``cross_attn_norm``, ``qk_norm``, ``rope_max_seq_len``); the streaming fields
+(``frames_per_chunk``, ``sink_frames``, ``local_window_frames``) follow Self-Forcing and
+LongLive (REFERENCES.md). Change a preset with ``dataclasses.replace``.
+
+Frames below are *latent* frames (the patch size in time is 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from longtake.model.errors import ModelError
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Shape and streaming settings of :class:`~longtake.model.dit.CausalWanDiT`.
+
+    Streaming window (LongLive): every query chunk attends to the ``sink_frames`` first
+    frames of the video (kept forever) plus the most recent ``local_window_frames`` frames
+    *including its own chunk*; LongLive uses sink 3 + 9 recent = 12 frames in all. The
+    KV cache therefore keeps ``sink_frames + local_window_frames - frames_per_chunk`` frames.
+    ``local_window_frames=None`` means an unbounded window (plain Self-Forcing).
+    """
+
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    in_channels: int = 16
+    out_channels: int = 16
+    num_layers: int = 30
+    num_heads: int = 12
+    head_dim: int = 128
+    ffn_dim: int = 8960
+    text_dim: int = 4096
+    freq_dim: int = 256
+    eps: float = 1e-6
+    cross_attn_norm: bool = True
+    qk_norm: str = "rms_norm_across_heads"
+    rope_max_seq_len: int = 1024
+    rope_theta: float = 10000.0
+    # Timesteps fed to the sinusoidal embedding are sigma * num_train_timesteps (Wan: 0..1000).
+    num_train_timesteps: int = 1000
+    frames_per_chunk: int = 3
+    sink_frames: int | None = None  # None -> frames_per_chunk (the first chunk is the sink)
+    local_window_frames: int | None = 9
+
+    def __post_init__(self) -> None:
+        if self.sink_frames is None:
+            object.__setattr__(self, "sink_frames", self.frames_per_chunk)
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        problems = []
+        if len(self.patch_size) != 3 or self.patch_size[0] != 1:
+            problems.append(f"patch_size must be (1, ph, pw) (one latent frame per token frame), got {self.patch_size}")
+        if self.head_dim % 2 or self.head_dim < 6:
+            problems.append(f"head_dim must be even and >= 6 for 3D RoPE, got {self.head_dim}")
+        if self.qk_norm != "rms_norm_across_heads":
+            problems.append(f"qk_norm must be 'rms_norm_across_heads' (the only kind Wan uses), got {self.qk_norm!r}")
+        for name in ("in_channels", "out_channels", "num_layers", "num_heads", "ffn_dim", "text_dim", "freq_dim", "frames_per_chunk"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if self.sink_frames < 0:
+            problems.append(f"sink_frames must be >= 0, got {self.sink_frames}")
+        if self.local_window_frames is not None and self.local_window_frames < self.frames_per_chunk:
+            problems.append(
+                f"local_window_frames ({self.local_window_frames}) must be >= frames_per_chunk ({self.frames_per_chunk}):"
+                " the window includes the chunk being generated"
+            )
+        if problems:
+            raise ModelError("invalid DiTConfig: " + "; ".join(problems))
+
+    @property
+    def dim(self) -> int:
+        """Model width D = num_heads * head_dim."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def cache_frames(self) -> int | None:
+        """Frames the KV cache keeps between chunks (sink + recent), None when unbounded."""
+        if self.local_window_frames is None:
+            return None
+        return self.sink_frames + self.local_window_frames - self.frames_per_chunk
+
+    def tokens_per_frame(self, height: int, width: int) -> int:
+        """Tokens of one latent frame of size (height, width) after patching."""
+        _, ph, pw = self.patch_size
+        if height % ph or width % pw:
+            raise ModelError(f"latent size {height}x{width} is not divisible by the patch size {ph}x{pw}")
+        return (height // ph) * (width // pw)
+
+    def replace(self, **changes) -> "DiTConfig":
+        """``dataclasses.replace`` with a ModelError for unknown field names."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ModelError(f"unknown DiTConfig field(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, DiTConfig] = {
+    # Wan2.1-T2V-1.3B (REFERENCES.md); streaming settings of Self-Forcing / LongLive.
+    "wan2.1-1.3b": DiTConfig(),
+    # The CPU model: 128x128 video at 16 fps -> (assumed) 8x spatial, 4x temporal VAE with 16
+    # latent channels -> 16x16 latents -> 8x8 = 64 tokens per latent frame. Sized so one chunk
+    # (4 denoising steps + 1 cache write) fits in well under 0.75 s of a 2-core CPU
+    # (3 latent frames = 12 video frames at 16 fps); see bench/bench_dit.py.
+    "builtin": DiTConfig(
+        in_channels=16,
+        out_channels=16,
+        num_layers=6,
+        num_heads=4,
+        head_dim=64,
+        ffn_dim=1024,
+        text_dim=256,
+        rope_max_seq_len=1024,
+        frames_per_chunk=3,
+        local_window_frames=9,
+    ),
+    # Unit tests: seconds on CPU.
+    "tiny": DiTConfig(
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        num_heads=2,
+        head_dim=16,
+        ffn_dim=64,
+        text_dim=32,
+        rope_max_seq_len=64,
+        frames_per_chunk=2,
+        local_window_frames=4,
+    ),
+}
+
+
+def get_preset(name: str) -> DiTConfig:
+    """The preset called ``name``; a ModelError listing the known names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ModelError(f"unknown DiT preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None
