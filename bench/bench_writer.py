@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from longtake.video import VideoWriter, probe, read_frames, tone, write_wav
+from longtake.video import VideoWriter, probe, read_frames, tone
 
 RSS_TARGET_MB = 300.0
 
@@ -68,6 +69,19 @@ def make_chunk(start: int, n: int, size: int) -> np.ndarray:
     return out
 
 
+def write_tone_wav(path: Path, *, seconds: float, rate: int = 24_000) -> Path:
+    """A 440 Hz tone written one second at a time (the track is never all in memory)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        second = (tone(1.0, sample_rate=rate) * 32767).astype("<i2").tobytes()  # 440 Hz: whole periods
+        for _ in range(int(seconds)):
+            w.writeframes(second)
+        w.writeframes(second[: 2 * round((seconds % 1) * rate)])
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -82,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory() if args.out is None else None
     out = args.out or Path(tmp.name) / "bench.mp4"  # type: ignore[union-attr]
     audio = None
-    if args.audio:  # made before measuring: the wav helper holds the whole track in memory
-        audio = write_wav(out.with_suffix(".wav"), tone(total / args.fps, sample_rate=24_000), sample_rate=24_000)
+    if args.audio:
+        audio = write_tone_wav(out.with_suffix(".wav"), seconds=total / args.fps)
     rss0 = psutil.Process().memory_info().rss
     with PeakRss() as write_rss:
         t0 = time.perf_counter()

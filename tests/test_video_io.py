@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -143,8 +144,6 @@ def test_audio_mux(tmp_path: Path, audio_seconds: float) -> None:
             w.write(gradients(2))
     info = probe(path)
     assert info.has_audio and info.num_frames == 8
-    import av
-
     with av.open(str(path)) as c:
         a = c.streams.audio[0]
         assert a.codec_context.name == "aac"

@@ -43,7 +43,10 @@ class AudioMuxer:
             in_rate = in_stream.codec_context.sample_rate or _FALLBACK_RATE
             self.rate = in_rate if in_rate in _AAC_RATES else _FALLBACK_RATE
             self.layout = "mono" if in_stream.codec_context.channels == 1 else "stereo"
-            self._stream = container.add_stream("aac", rate=self.rate, layout=self.layout)
+            # aac_coder=fast: markedly faster than the default two-loop search; fine for a soundtrack.
+            self._stream = container.add_stream(
+                "aac", rate=self.rate, layout=self.layout, options={"aac_coder": "fast"}
+            )
             self._stream.codec_context.bit_rate = _BIT_RATE
             self._stream.codec_context.time_base = Fraction(1, self.rate)
         except BaseException:

@@ -109,7 +109,11 @@ def build_manifest(
         "settings": dict(settings),
         "seed": int(seed),
         "generator": gen,
-        "software": {"packages": package_versions(), "platform": platform.platform(), "executable": sys.implementation.name},
+        "software": {
+            "packages": package_versions(),
+            "platform": platform.platform(),
+            "implementation": sys.implementation.name,
+        },
         "video": {
             "file": video.name,
             "sha256": sha256_file(video),
