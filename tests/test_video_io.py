@@ -192,3 +192,14 @@ def test_hard_crash_leaves_no_final_file(tmp_path: Path) -> None:
     assert not final.exists()
     # Only the hidden temp file may remain, and it never carries the final name.
     assert all(name.startswith(".crash.mp4.") and name.endswith(".tmp.mp4") for name in os.listdir(tmp_path))
+
+
+def test_same_frames_encode_to_same_bytes(tmp_path: Path) -> None:
+    # x264's mb-tree made small encodes differ run to run; the writer turns it off.
+    frames = gradients(12)
+    digests = set()
+    for k in range(4):
+        with VideoWriter(tmp_path / f"{k}.mp4", fps=FPS, width=W, height=H) as w:
+            w.write(frames)
+        digests.add((tmp_path / f"{k}.mp4").read_bytes())
+    assert len(digests) == 1
