@@ -170,7 +170,7 @@ def render(
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
-    generator = load_generator(model)
+    generator = load_generator(model, story=story)
     timeline = plan(story, frames_per_chunk=getattr(generator, "frames_per_chunk", DEFAULT_FRAMES_PER_CHUNK))
     from longtake.cli_progress import RenderProgressBar
 

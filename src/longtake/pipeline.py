@@ -57,10 +57,10 @@ class RenderResult:
 # --- generator registry ----------------------------------------------------------------
 
 
-def _storyworld(**_: Any) -> Generator:
+def _storyworld(story: Story, **_: Any) -> Generator:
     from longtake.world.generator import StoryWorldGenerator
 
-    return StoryWorldGenerator()
+    return StoryWorldGenerator(story)
 
 
 _REGISTRY: dict[str, tuple[str, str, Callable[..., Generator]]] = {
@@ -74,7 +74,7 @@ DEFAULT_GENERATOR = "builtin"
 
 
 def register_generator(name: str, kind: str, description: str, factory: Callable[..., Generator]) -> None:
-    """Make ``factory`` available as ``longtake render --model name``."""
+    """Make ``factory(story, **options)`` available as ``longtake render --model name``."""
     _REGISTRY[name] = (kind, description, factory)
 
 
@@ -82,8 +82,12 @@ def available_generators() -> dict[str, tuple[str, str]]:
     return {name: (kind, desc) for name, (kind, desc, _) in _REGISTRY.items()}
 
 
-def load_generator(name: str = "default", **options: Any) -> Generator:
-    """The generator registered under ``name`` ("default" is the built-in model)."""
+def load_generator(name: str = "default", *, story: Story, **options: Any) -> Generator:
+    """The generator registered under ``name`` ("default" is the built-in model) for ``story``.
+
+    Generators get the story because the cast sheet (descriptions, reference images) is
+    theirs to use; the timeline carries only ids.
+    """
     if name == "default":
         name = DEFAULT_GENERATOR
     if name not in _REGISTRY:
@@ -92,7 +96,7 @@ def load_generator(name: str = "default", **options: Any) -> Generator:
         if name == "builtin":
             hint = " The built-in model's weights are not part of this version yet; use --model storyworld for the procedural reference renderer."
         raise RenderError(f"unknown model '{name}'; available: {known}.{hint}")
-    return _REGISTRY[name][2](**options)
+    return _REGISTRY[name][2](story, **options)
 
 
 # --- the loop --------------------------------------------------------------------------

@@ -120,11 +120,20 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> i
     return total
 
 
+DUPLICATE_KEY = "duplicate key"
+
+
 def _node_marks(node: yaml.Node, path: FieldPath, marks: Marks) -> None:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
+        first_seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            if key in first_seen:
+                # PyYAML silently keeps the last value; a repeated key is almost always a mistake
+                raise ScriptError(ScriptIssue(f"{DUPLICATE_KEY} '{key}' (first at line {first_seen[key]}); each field may appear once", path, line=line, column=col))
+            first_seen[key] = line
             # the key's own position: where an "unknown field" error should point
             marks[(*path, f"\x00key:{key}")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             _node_marks(value_node, (*path, key), marks)
@@ -165,6 +174,8 @@ def parse_yaml(text: str) -> tuple[Any, Marks]:
 
 
 def parse_json(text: str) -> tuple[Any, Marks]:
+    if not text.strip():  # same message as an empty YAML file, not "Expecting value"
+        return None, {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -175,7 +186,9 @@ def parse_json(text: str) -> tuple[Any, Marks]:
         raise ScriptError(ScriptIssue(f"malformed JSON: {exc}")) from None
     try:  # JSON is (almost always) YAML: borrow YAML's positions for error messages
         _, marks = parse_yaml(text)
-    except ScriptError:
+    except ScriptError as exc:
+        if exc.issues[0].message.startswith(DUPLICATE_KEY):  # json.loads keeps the last silently
+            raise
         marks = {}
     return data, marks
 

@@ -198,9 +198,9 @@ class Story(_Model):
 def find_reference_issues(story: Story) -> list[ScriptIssue]:
     """Cross-reference checks on a structurally valid story.
 
-    Duplicate ids, shots naming characters outside the cast, scenes at unknown locations,
-    dialogue by unknown speakers or by characters not in the shot, and a total length over
-    :data:`MAX_STORY_SECONDS`.
+    Duplicate ids, shots naming characters outside the cast (or one character twice), scenes
+    at unknown locations, dialogue by unknown speakers, and a total length over
+    :data:`MAX_STORY_SECONDS`. A speaker need not be on screen (voice-over is allowed).
     """
     issues: list[ScriptIssue] = []
     seen: dict[str, tuple[str | int, ...]] = {}

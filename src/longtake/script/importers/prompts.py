@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import re
 from typing import Any
 
 from longtake.script.errors import FieldPath, ScriptError, ScriptIssue
@@ -46,7 +47,7 @@ Marks = dict[FieldPath, tuple[int, int]]
 def _records(text: str) -> list[tuple[int, str, Any]]:
     """(line number, raw line, parsed JSON) of every non-blank line."""
     out = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if not raw.strip():
             continue
         try:

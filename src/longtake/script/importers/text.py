@@ -142,7 +142,7 @@ class _Builder:
 def _lines(text: str) -> list[tuple[int, str]]:
     """(line number, text) of lines that are neither blank nor ``#`` comments."""
     out = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         stripped = raw.strip()
         if stripped and not stripped.startswith("#"):
             out.append((lineno, raw))
@@ -165,7 +165,7 @@ def parse_text(text: str) -> tuple[dict[str, Any], Marks]:
         if not match:
             break
         key, value = match.group(1).strip().lower(), match.group(2).strip()
-        col = raw.index(match.group(2)) + 1 if match.group(2) else len(raw) + 1
+        col = len(raw) - len(raw.lstrip()) + match.start(2) + 1
         if key not in HEADER_KEYS:
             close = difflib.get_close_matches(key, HEADER_KEYS, n=1, cutoff=0.8)
             if close:

@@ -1,0 +1,317 @@
+"""The causal video diffusion transformer (Wan2.1 architecture, streaming extensions).
+
+:class:`CausalWanDiT` has the module tree and parameter names of diffusers'
+``WanTransformer3DModel``, so ``model.load_state_dict(wan.state_dict(), strict=True)``
+works, and in ``mode="bidirectional"`` it computes the same function. On top of Wan it has:
+
+- per-frame timesteps: ``sigma`` of shape (B,) or (B, F), each latent frame its own noise
+  level (diffusion forcing; Self-Forcing's clean-context + noisy-chunk passes);
+- 3D RoPE whose frame positions start at ``frame_offset`` (absolute position in the video);
+- block-causal attention by chunk of ``frames_per_chunk`` frames, optionally limited to
+  sink + local window (LongLive), for full-sequence passes;
+- a :class:`~longtake.model.kv_cache.KVCache` that the attention reads (previous chunks,
+  sink, memory segment) and that a ``write_cache=True`` pass fills.
+
+Time convention (DESIGN.md): the model takes sigma in [0, 1] (1 = noise) and predicts
+v = eps - x0; the sinusoidal embedding sees ``sigma * num_train_timesteps`` like Wan.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from longtake.model.attention import WanAttention, attend, frame_visibility, token_mask
+from longtake.model.config import DiTConfig
+from longtake.model.errors import ModelError
+from longtake.model.kv_cache import KV, KVCache, PromptKV
+from longtake.model.rope import RopeTable, apply_rope
+
+Mode = Literal["causal", "causal_window", "bidirectional"]
+MODES = ("causal", "causal_window", "bidirectional")
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding, cos half first (flip_sin_to_cos, no frequency shift): (N,) -> (N, dim) float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)  # (dim/2,)
+    args = t.float()[:, None] * freqs[None, :]  # (N, dim/2)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (N, dim)
+    return F.pad(emb, (0, dim % 2))
+
+
+def layer_norm_fp32(x: Tensor, eps: float, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+    """LayerNorm over the last dim computed in float32, returned in float32."""
+    w = None if weight is None else weight.float()
+    b = None if bias is None else bias.float()
+    return F.layer_norm(x.float(), (x.shape[-1],), w, b, eps)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor, frames: int) -> Tensor:
+    """adaLN per frame: x (B, F*n, D), shift/scale (B, F, D) -> x * (1 + scale) + shift, (B, F*n, D)."""
+    x = rearrange(x, "b (f n) d -> b f n d", f=frames)  # (B, F, n, D)
+    x = x * (1 + scale[:, :, None]) + shift[:, :, None]
+    return rearrange(x, "b f n d -> b (f n) d")  # (B, F*n, D)
+
+
+def gated(x: Tensor, gate: Tensor, frames: int) -> Tensor:
+    """x (B, F*n, D) * gate (B, F, D) per frame -> (B, F*n, D)."""
+    x = rearrange(x, "b (f n) d -> b f n d", f=frames)  # (B, F, n, D)
+    return rearrange(x * gate[:, :, None], "b f n d -> b (f n) d")  # (B, F*n, D)
+
+
+class _TwoLayerMLP(nn.Module):
+    """linear_1 -> activation -> linear_2 (diffusers' TimestepEmbedding / PixArtAlphaTextProjection)."""
+
+    def __init__(self, in_dim: int, dim: int, act: nn.Module):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.act = act
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class ConditionEmbedder(nn.Module):
+    """Timestep -> (temb, 6-way modulation) and text -> width D (diffusers' ``condition_embedder``)."""
+
+    def __init__(self, dim: int, freq_dim: int, text_dim: int):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.time_embedder = _TwoLayerMLP(freq_dim, dim, nn.SiLU())
+        self.time_proj = nn.Linear(dim, 6 * dim)
+        self.text_embedder = _TwoLayerMLP(text_dim, dim, nn.GELU(approximate="tanh"))
+
+    def time(self, t: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """t (N,) Wan timesteps (0..1000) -> temb (N, D), modulation (N, 6*D), both ``dtype``."""
+        emb = timestep_embedding(t, self.freq_dim).to(self.time_embedder.linear_1.weight.dtype)  # (N, freq_dim)
+        temb = self.time_embedder(emb).to(dtype)  # (N, D)
+        return temb, self.time_proj(F.silu(temb))  # (N, D), (N, 6D)
+
+
+class _GeluProj(nn.Module):
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU(tanh) -> Linear, named ``net.0.proj`` / ``net.2`` like diffusers."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.net = nn.ModuleList([_GeluProj(dim, inner), nn.Dropout(0.0), nn.Linear(inner, dim)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the parameter/input dtype; returns the input dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return layer_norm_fp32(x, self.eps, self.weight, self.bias).to(x.dtype)
+
+
+class WanBlock(nn.Module):
+    """One Wan block: adaLN self-attention (RoPE, cache) -> cross-attention on text -> adaLN FFN."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.eps = cfg.eps
+        self.attn1 = WanAttention(dim, cfg.num_heads, cfg.eps)
+        self.attn2 = WanAttention(dim, cfg.num_heads, cfg.eps)
+        self.norm2 = FP32LayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.ffn = FeedForward(dim, cfg.ffn_dim)
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(
+        self,
+        h: Tensor,
+        mod: Tensor,
+        rope: tuple[Tensor, Tensor],
+        text_kv: KV,
+        prefix: KV | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, KV]:
+        """h (B, L, D); mod (B, F, 6, D) float32 per-frame modulation; rope cos/sin (L, Dh/2);
+        text_kv cross-attention K/V (B, Nh, T, Dh); prefix cached K/V (B, Nh, Lp, Dh).
+        Returns the new h (B, L, D) and this chunk's self-attention (K, V), (B, Nh, L, Dh)."""
+        frames = mod.shape[1]
+        shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table.float()[None] + mod).unbind(2)  # 6 x (B, F, D)
+
+        # 1. Self-attention over [cache prefix | this input], block-causal by the mask.
+        x = modulate(layer_norm_fp32(h, self.eps), shift, scale, frames).to(h.dtype)  # (B, L, D)
+        q = apply_rope(self.attn1.query(x), *rope)  # (B, Nh, L, Dh)
+        k, v = self.attn1.key_value(x)  # (B, Nh, L, Dh)
+        k = apply_rope(k, *rope)
+        o = self.attn1.output(attend(q, k, v, prefix=prefix, mask=mask))  # (B, L, D)
+        h = (h.float() + gated(o.float(), gate, frames)).to(h.dtype)
+
+        # 2. Cross-attention on the (cached) prompt.
+        x = self.norm2(h.float()).to(h.dtype)
+        h = h + self.attn2.output(attend(self.attn2.query(x), *text_kv))  # (B, L, D)
+
+        # 3. Feed-forward.
+        x = modulate(layer_norm_fp32(h, self.eps), c_shift, c_scale, frames).to(h.dtype)  # (B, L, D)
+        h = (h.float() + gated(self.ffn(x).float(), c_gate, frames)).to(h.dtype)
+        return h, (k, v)
+
+
+class CausalWanDiT(nn.Module):
+    """Wan2.1 DiT with per-frame timesteps, offset RoPE, block-causal attention and a KV cache.
+
+    Shapes: x (B, C, F, H, W) latents; sigma (B,) or (B, F); text (B, T, text_dim)
+    embeddings or a :class:`PromptKV`; output v (B, C_out, F, H, W).
+    """
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_channels, dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.condition_embedder = ConditionEmbedder(dim, config.freq_dim, config.text_dim)
+        self.blocks = nn.ModuleList([WanBlock(config) for _ in range(config.num_layers)])
+        self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.rope = RopeTable(config.head_dim, config.rope_theta)
+        self.gradient_checkpointing = False
+
+    # ------------------------------------------------------------------ helpers
+    def new_cache(self) -> KVCache:
+        """An empty KV cache bounded as the config says (sink + local window)."""
+        return KVCache.from_config(self.config)
+
+    def encode_prompt(self, text: Tensor) -> PromptKV:
+        """Text embeddings (B, T, text_dim) -> cross-attention K/V of every layer (computed once per prompt)."""
+        if text.ndim != 3 or text.shape[-1] != self.config.text_dim:
+            raise ModelError(f"text must be (B, T, {self.config.text_dim}), got {tuple(text.shape)}")
+        y = self.condition_embedder.text_embedder(text.to(self.proj_out.weight.dtype))  # (B, T, D)
+        return PromptKV([block.attn2.key_value(y) for block in self.blocks])
+
+    def _timesteps(self, sigma: Tensor | float, batch: int, frames: int, device: torch.device) -> Tensor:
+        """sigma scalar, (B,) or (B, F) -> Wan timesteps (B, F) float32."""
+        s = torch.as_tensor(sigma, dtype=torch.float32, device=device)
+        if s.ndim == 0:
+            s = s.expand(batch)
+        if s.ndim == 1 and s.shape[0] == batch:
+            s = s[:, None].expand(batch, frames)  # (B, F)
+        if s.shape != (batch, frames):
+            raise ModelError(f"sigma must be a scalar, (B,)=({batch},) or (B, F)=({batch}, {frames}); got {tuple(s.shape)}")
+        return s * self.config.num_train_timesteps  # (B, F)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor,
+        sigma: Tensor | float,
+        text: Tensor | PromptKV | None = None,
+        *,
+        frame_offset: int | None = None,
+        cache: KVCache | None = None,
+        write_cache: bool = False,
+        mode: Mode = "causal",
+    ) -> Tensor:
+        """Predict the velocity v = eps - x0 for latents ``x`` at noise level ``sigma``.
+
+        Args:
+            x: (B, C, F, H, W) latent frames.
+            sigma: noise level(s) in [0, 1]: scalar, (B,), or (B, F) one per frame.
+            text: (B, T, text_dim) text embeddings, or a PromptKV from :meth:`encode_prompt`;
+                None uses ``cache.prompt``.
+            frame_offset: absolute index of x's first frame (RoPE, sink membership);
+                defaults to ``cache.next_frame`` with a cache, else 0.
+            cache: K/V of previous frames to attend to (read-only unless ``write_cache``).
+            write_cache: append this pass's K/V to ``cache`` and commit (the sigma=0 pass).
+            mode: "causal" block-causal by chunk of ``frames_per_chunk`` frames;
+                "causal_window" also limits each chunk to sink + ``local_window_frames``
+                (the full-pass equivalent of a bounded cache); "bidirectional" full
+                attention (Wan; no cache).
+        Returns:
+            v: (B, C_out, F, H, W) in the model's dtype.
+        """
+        cfg = self.config
+        if mode not in MODES:
+            raise ModelError(f"mode must be one of {MODES}, got {mode!r}")
+        if x.ndim != 5 or x.shape[1] != cfg.in_channels:
+            raise ModelError(f"x must be (B, {cfg.in_channels}, F, H, W), got {tuple(x.shape)}")
+        if mode == "bidirectional" and cache is not None:
+            raise ModelError("a KV cache needs causal attention; use mode='causal' with a cache")
+        if write_cache and cache is None:
+            raise ModelError("write_cache=True needs a cache")
+        if frame_offset is None:
+            frame_offset = cache.next_frame if cache is not None else 0
+        elif cache is not None and write_cache and frame_offset != cache.next_frame:
+            raise ModelError(f"frame_offset {frame_offset} != cache.next_frame {cache.next_frame}; use cache.seek() to move")
+
+        B, _, frames, H, W = x.shape
+        _, ph, pw = cfg.patch_size
+        tpf = cfg.tokens_per_frame(H, W)
+        dtype = self.proj_out.weight.dtype
+
+        # Prompt K/V: given, computed now, or cached.
+        if text is None:
+            if cache is None or cache.prompt is None:
+                raise ModelError("no text given and no prompt cached (cache.set_prompt(model.encode_prompt(text)))")
+            prompt = cache.prompt
+        elif isinstance(text, PromptKV):
+            prompt = text
+        else:
+            prompt = self.encode_prompt(text)
+
+        h = self.patch_embedding(x.to(dtype))  # (B, D, F, H/ph, W/pw)
+        h = rearrange(h, "b d f h w -> b (f h w) d").contiguous()  # (B, L, D), L = F*tpf
+
+        t = self._timesteps(sigma, B, frames, x.device)  # (B, F)
+        temb, mod = self.condition_embedder.time(rearrange(t, "b f -> (b f)"), dtype)  # (B*F, D), (B*F, 6D)
+        temb = rearrange(temb, "(b f) d -> b f d", b=B)  # (B, F, D)
+        mod = rearrange(mod.float(), "(b f) (six d) -> b f six d", b=B, six=6)  # (B, F, 6, D)
+
+        rope = self.rope(frames, H // ph, W // pw, frame_offset=frame_offset, device=x.device)  # 2 x (L, Dh/2)
+
+        prefix_tokens = 0 if cache is None else cache.num_tokens
+        mask = None
+        if mode != "bidirectional":
+            window = mode == "causal_window"
+            if frames > cfg.frames_per_chunk or (window and cfg.local_window_frames is not None and frames > cfg.local_window_frames):
+                vis = frame_visibility(
+                    frames,
+                    cfg.frames_per_chunk,
+                    frame_offset=frame_offset,
+                    sink_frames=cfg.sink_frames if window else 0,
+                    local_window_frames=cfg.local_window_frames if window else None,
+                )  # (F, F)
+                mask = token_mask(vis, tpf, prefix_tokens=prefix_tokens, device=x.device)  # (L, Lp+L)
+
+        for i, block in enumerate(self.blocks):
+            prefix = cache.view(i) if cache is not None else None
+            if self.gradient_checkpointing and torch.is_grad_enabled() and not write_cache:
+                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, use_reentrant=False)
+            else:
+                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask)
+            if write_cache:
+                cache.append(i, kv[0], kv[1], frames)
+        if write_cache:
+            cache.commit(frames)
+
+        shift, scale = (self.scale_shift_table.float()[None] + temb.float()[:, :, None]).unbind(2)  # 2 x (B, F, D)
+        h = modulate(layer_norm_fp32(h, cfg.eps), shift, scale, frames).to(dtype)  # (B, L, D)
+        out = self.proj_out(h)  # (B, L, ph*pw*C_out)
+        return rearrange(
+            out,
+            "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
+            f=frames, h=H // ph, w=W // pw, pt=1, ph=ph, pw=pw,
+        )  # (B, C_out, F, H, W)

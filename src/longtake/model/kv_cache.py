@@ -1,0 +1,270 @@
+"""Bounded KV cache for streaming generation: frame sink + rolling local window (LongLive).
+
+Self-Forcing loop, per chunk (REFERENCES.md):
+  1. denoise the chunk in a few steps; every step *reads* the cache (``view``), never writes;
+  2. one pass of the clean chunk at sigma=0 writes its self-attention K/V (``append`` per
+     layer, then ``commit``), which advances the position and evicts old frames.
+
+What one layer's attention sees, in order: ``[sink | memory | local window]``
+  - sink: the first ``sink_frames`` frames of the video, kept forever;
+  - memory: an optional segment set from outside (``set_memory``; MemFlow's memory bank);
+  - local: the most recent ``window_frames`` frames before the next chunk.
+Keys are stored after RoPE (absolute frame positions baked in), in SDPA layout
+(B, Nh, L, Dh). The number of tokens is bounded by ``(sink_frames + window_frames) *
+tokens_per_frame`` (plus the memory segment) whatever the video length.
+
+Re-cache after a prompt switch (LongLive): ``clear_prompt``/``set_prompt`` the new prompt,
+``reset()``, write the sink frames again at frame 0, ``seek()`` to the first recent frame and
+write the recent frames in one pass (block-causal within it, sink as prefix).
+
+The text cross-attention K/V of the current prompt (:class:`PromptKV`) rides along
+(``set_prompt`` / ``clear_prompt``): it is computed once per prompt, not once per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from longtake.model.config import DiTConfig
+from longtake.model.errors import ModelError
+
+KV = tuple[Tensor, Tensor]
+
+
+@dataclass
+class PromptKV:
+    """Cross-attention keys and values of one prompt, one (K, V) per layer, each (B, Nh, T, Dh)."""
+
+    layers: list[KV]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "PromptKV":
+        return PromptKV([(k.to(device=device, dtype=dtype), v.to(device=device, dtype=dtype)) for k, v in self.layers])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"keys": [k for k, _ in self.layers], "values": [v for _, v in self.layers]}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "PromptKV":
+        return cls(list(zip(state["keys"], state["values"], strict=True)))
+
+
+def _extend(old: KV | None, k: Tensor, v: Tensor) -> KV:
+    if old is None:
+        return k, v
+    return torch.cat([old[0], k], dim=2), torch.cat([old[1], v], dim=2)  # (B, Nh, Lold+L, Dh)
+
+
+class KVCache:
+    """Self-attention K/V of past frames for every layer, bounded by a sink and a window.
+
+    Args:
+        num_layers: transformer blocks.
+        sink_frames: first frames of the video kept forever.
+        window_frames: recent frames kept after the sink; None keeps every frame (unbounded,
+            plain Self-Forcing). From a config: ``local_window_frames - frames_per_chunk``,
+            so the chunk being denoised plus the window make LongLive's local window.
+    """
+
+    def __init__(self, num_layers: int, *, sink_frames: int, window_frames: int | None):
+        if num_layers <= 0 or sink_frames < 0 or (window_frames is not None and window_frames < 0):
+            raise ModelError(f"KVCache needs num_layers > 0, sink_frames >= 0, window_frames >= 0 or None; got {num_layers}, {sink_frames}, {window_frames}")
+        self.num_layers = num_layers
+        self.sink_frames = sink_frames
+        self.window_frames = window_frames
+        self.reset()
+        self.prompt: PromptKV | None = None
+
+    @classmethod
+    def from_config(cls, config: DiTConfig) -> "KVCache":
+        window = None if config.local_window_frames is None else config.local_window_frames - config.frames_per_chunk
+        return cls(config.num_layers, sink_frames=config.sink_frames, window_frames=window)
+
+    # ----------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget every frame and the memory segment (the prompt stays; see ``clear_prompt``)."""
+        self._sink: list[KV | None] = [None] * self.num_layers
+        self._local: list[KV | None] = [None] * self.num_layers
+        self._memory: list[KV | None] = [None] * self.num_layers
+        self._appended: list[int | None] = [None] * self.num_layers  # frames appended since last commit
+        self.next_frame = 0  # absolute latent-frame index of the next chunk (RoPE offset)
+        self.sink_count = 0  # frames in the sink
+        self.local_count = 0  # frames in the local window
+        self.tokens_per_frame: int | None = None
+
+    def seek(self, frame: int) -> None:
+        """Set the absolute index of the next frame to write (re-caching after a prompt switch).
+
+        Only allowed while the local window is empty, so the window stays one contiguous run
+        of frames ending at ``next_frame``.
+        """
+        if self.local_count:
+            raise ModelError(f"KVCache.seek({frame}): the local window holds {self.local_count} frames; reset() first")
+        if frame < self.sink_count:
+            raise ModelError(f"KVCache.seek({frame}): frames 0..{self.sink_count - 1} are already in the sink")
+        self.next_frame = frame
+
+    # ----------------------------------------------------------------- write
+    def append(self, layer: int, k: Tensor, v: Tensor, frames: int) -> None:
+        """Add the K/V of ``frames`` new frames (starting at ``next_frame``) to one layer.
+
+        k, v: (B, Nh, frames * tokens_per_frame, Dh), keys already RoPE-rotated. Call once
+        per layer, then :meth:`commit`.
+        """
+        if not 0 <= layer < self.num_layers:
+            raise ModelError(f"KVCache.append: layer {layer} out of range 0..{self.num_layers - 1}")
+        if self._appended[layer] is not None:
+            raise ModelError(f"KVCache.append: layer {layer} appended twice before commit()")
+        if frames <= 0 or k.shape[2] % frames or k.shape != v.shape:
+            raise ModelError(f"KVCache.append: k {tuple(k.shape)} / v {tuple(v.shape)} do not hold {frames} whole frames")
+        tpf = k.shape[2] // frames
+        if self.tokens_per_frame is None:
+            self.tokens_per_frame = tpf
+        elif tpf != self.tokens_per_frame:
+            raise ModelError(f"KVCache.append: {tpf} tokens per frame, the cache holds frames of {self.tokens_per_frame}")
+        # Frames with absolute index < sink_frames belong to the sink, the rest to the window.
+        n_sink = max(0, min(frames, self.sink_frames - self.next_frame))
+        cut = n_sink * tpf
+        if n_sink:
+            self._sink[layer] = _extend(self._sink[layer], k[:, :, :cut], v[:, :, :cut])
+        if frames > n_sink:
+            self._local[layer] = _extend(self._local[layer], k[:, :, cut:], v[:, :, cut:])
+        self._appended[layer] = frames
+
+    def commit(self, frames: int) -> None:
+        """Every layer has appended the same ``frames`` frames: advance the position, evict."""
+        if any(a != frames for a in self._appended):
+            raise ModelError(f"KVCache.commit({frames}): layers appended {self._appended}; every layer must append {frames} frames")
+        n_sink = max(0, min(frames, self.sink_frames - self.next_frame))
+        self.sink_count += n_sink
+        self.local_count += frames - n_sink
+        self.next_frame += frames
+        self._appended = [None] * self.num_layers
+        self.evict()
+
+    def evict(self) -> None:
+        """Drop local-window frames older than the newest ``window_frames``."""
+        if self.window_frames is None or self.local_count <= self.window_frames:
+            return
+        keep = self.window_frames * self.tokens_per_frame
+        for layer, kv in enumerate(self._local):
+            if kv is not None:
+                # clone() so the evicted frames' storage is freed now, not at the next append.
+                self._local[layer] = (kv[0][:, :, kv[0].shape[2] - keep :].clone(), kv[1][:, :, kv[1].shape[2] - keep :].clone())
+        self.local_count = self.window_frames
+
+    def set_memory(self, layer: int, k: Tensor, v: Tensor) -> None:
+        """Set the memory segment of one layer (placed between sink and window); (B, Nh, Lm, Dh)."""
+        self._memory[layer] = (k, v)
+
+    def clear_memory(self) -> None:
+        self._memory = [None] * self.num_layers
+
+    # ----------------------------------------------------------------- prompt
+    def set_prompt(self, prompt: PromptKV) -> None:
+        """Cache the cross-attention K/V of the current prompt (from ``CausalWanDiT.encode_prompt``)."""
+        if len(prompt) != self.num_layers:
+            raise ModelError(f"KVCache.set_prompt: prompt has {len(prompt)} layers, cache {self.num_layers}")
+        self.prompt = prompt
+
+    def clear_prompt(self) -> None:
+        self.prompt = None
+
+    # ----------------------------------------------------------------- read
+    def view(self, layer: int) -> KV | None:
+        """K and V that layer ``layer`` attends to besides the new chunk: [sink | memory | local].
+
+        Each (B, Nh, L, Dh); None while nothing is cached.
+        """
+        parts = [p for p in (self._sink[layer], self._memory[layer], self._local[layer]) if p is not None]
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)  # (B, Nh, L, Dh)
+
+    def frame_kv(self, layer: int, frame: int) -> KV:
+        """K and V of one held frame (absolute index) of one layer, each (B, Nh, tokens_per_frame, Dh).
+
+        For the memory bank (MemFlow: a chunk's first frame becomes a prototype candidate).
+        """
+        indices = self.frame_indices
+        if frame not in indices:
+            raise ModelError(f"KVCache.frame_kv: frame {frame} is not held; held frames: {indices}")
+        pos = indices.index(frame)
+        if pos < self.sink_count:
+            part, start = self._sink[layer], pos
+        else:
+            part, start = self._local[layer], pos - self.sink_count
+        n = self.tokens_per_frame
+        return part[0][:, :, start * n : (start + 1) * n], part[1][:, :, start * n : (start + 1) * n]
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens one layer attends to from the cache (sink + memory + local)."""
+        kv = self.view(0)
+        return 0 if kv is None else kv[0].shape[2]
+
+    @property
+    def num_frames(self) -> int:
+        """Frames held (sink + local; the memory segment is not counted)."""
+        return self.sink_count + self.local_count
+
+    @property
+    def frame_indices(self) -> list[int]:
+        """Absolute frame index of every held frame, in view order (memory segment excluded)."""
+        return list(range(self.sink_count)) + list(range(self.next_frame - self.local_count, self.next_frame))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "KVCache":
+        """Move every tensor in place; returns self."""
+        def mv(kv: KV | None) -> KV | None:
+            return None if kv is None else (kv[0].to(device=device, dtype=dtype), kv[1].to(device=device, dtype=dtype))
+
+        self._sink = [mv(kv) for kv in self._sink]
+        self._local = [mv(kv) for kv in self._local]
+        self._memory = [mv(kv) for kv in self._memory]
+        if self.prompt is not None:
+            self.prompt = self.prompt.to(device, dtype)
+        return self
+
+    # ----------------------------------------------------------------- save / restore
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: tensors (None where empty) and the bookkeeping ints."""
+        if any(a is not None for a in self._appended):
+            raise ModelError("KVCache.state_dict: append() without commit(); save between chunks")
+        return {
+            "num_layers": self.num_layers,
+            "sink_frames": self.sink_frames,
+            "window_frames": self.window_frames,
+            "next_frame": self.next_frame,
+            "sink_count": self.sink_count,
+            "local_count": self.local_count,
+            "tokens_per_frame": self.tokens_per_frame,
+            "sink": list(self._sink),
+            "local": list(self._local),
+            "memory": list(self._memory),
+            "prompt": None if self.prompt is None else self.prompt.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        shape = (state["num_layers"], state["sink_frames"], state["window_frames"])
+        if shape != (self.num_layers, self.sink_frames, self.window_frames):
+            raise ModelError(
+                f"KVCache.load_state_dict: saved cache has (layers, sink, window) = {shape}, "
+                f"this one {(self.num_layers, self.sink_frames, self.window_frames)}"
+            )
+        self.reset()
+        self.next_frame = state["next_frame"]
+        self.sink_count = state["sink_count"]
+        self.local_count = state["local_count"]
+        self.tokens_per_frame = state["tokens_per_frame"]
+        self._sink = [None if kv is None else tuple(kv) for kv in state["sink"]]
+        self._local = [None if kv is None else tuple(kv) for kv in state["local"]]
+        self._memory = [None if kv is None else tuple(kv) for kv in state["memory"]]
+        self.prompt = None if state["prompt"] is None else PromptKV.from_state_dict(state["prompt"])

@@ -1,0 +1,70 @@
+"""The denoiser wrapper: model + guidance + dtype, the one callable samplers see.
+
+Samplers call ``denoiser(x, sigma, **extra)`` and get a float32 velocity. This wrapper is
+where the model's dtype (it may run in bf16) meets the sampler's float32, and where
+classifier-free guidance lives (DESIGN.md: "Guidance and dtype handling live in one
+denoiser wrapper, not in the model"). It holds no per-render state: the KV cache and the
+prompt arrive through ``extra`` on each call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from longtake.model.kv_cache import KVCache, PromptKV
+
+
+class Denoiser:
+    """``Denoiser(model)(x, sigma, text=..., cache=...) -> v`` (float32, x's shape).
+
+    Args:
+        model: a :class:`~longtake.model.dit.CausalWanDiT` (or anything with its forward).
+        guidance_scale: classifier-free guidance w; ``v = v_u + w * (v_c - v_u)``. 1.0 = off
+            (Self-Forcing / LongLive checkpoints are distilled and use none).
+        uncond_text: the unconditional prompt (empty-prompt embeddings or its PromptKV), needed
+            when guidance_scale != 1.
+        dtype: dtype the model runs in; None = the model's parameter dtype.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        guidance_scale: float = 1.0,
+        uncond_text: Tensor | PromptKV | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        if guidance_scale != 1.0 and uncond_text is None:
+            raise ValueError("classifier-free guidance (guidance_scale != 1) needs uncond_text")
+        self.model = model
+        self.guidance_scale = float(guidance_scale)
+        self.uncond_text = uncond_text
+        self.dtype = dtype if dtype is not None else next(model.parameters()).dtype
+
+    def __call__(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        *,
+        text: Tensor | PromptKV | None = None,
+        cache: KVCache | None = None,
+        frame_offset: int | None = None,
+        mode: str = "causal",
+        **model_kwargs: Any,
+    ) -> Tensor:
+        """x (B, C, F, H, W), sigma (B,) or (B, F) -> v (B, C, F, H, W) float32. The cache is only read."""
+        xm = x.to(self.dtype)
+        kw = dict(cache=cache, frame_offset=frame_offset, mode=mode, write_cache=False, **model_kwargs)
+        v = self.model(xm, sigma, text, **kw).float()
+        if self.guidance_scale != 1.0:
+            v_u = self.model(xm, sigma, self.uncond_text, **kw).float()
+            v = v_u + self.guidance_scale * (v - v_u)
+        return v
+
+    def write_cache(self, x0: Tensor, cache: KVCache, *, text: Tensor | PromptKV | None = None) -> None:
+        """One pass of the clean chunk x0 (B, C, F, H, W) at sigma=0 that appends its K/V to the cache."""
+        sigma = torch.zeros(x0.shape[0], dtype=torch.float32, device=x0.device)  # (B,)
+        self.model(x0.to(self.dtype), sigma, text, cache=cache, write_cache=True)

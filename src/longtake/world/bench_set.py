@@ -1,0 +1,190 @@
+"""storyworld-bench: a fixed set of 60-second held-out stories for long-range consistency.
+
+Protocol (MemFlow / LongLive interactive setting): every story lasts 60 s and is made of six
+10-second segments with one prompt each -- each segment is one shot, and every segment
+boundary is a prompt switch. On top of that each benchmark story has
+
+* at least one *return*: a character back on screen after at least
+  :data:`MIN_RETURN_GAP` seconds off screen (shot bounds, a lower bound of the real gap);
+* at least one *revisit*: a scene back at a location after a scene elsewhere.
+
+Stories come from the held-out split (:mod:`longtake.world.sampler`), so no training story
+shares their seeds, casts or content. :func:`make_bench` scans candidate seeds
+``seed * SEED_STRIDE + k`` for k = 0, 1, 2, ... and keeps the first ``n`` that satisfy the
+protocol; the index records each story's sampler seed, so a single story can be regenerated
+with ``bench_story(seed)``. :func:`write_bench` writes ``story_000.yaml`` ... and
+``index.json``; running it again reproduces the files byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longtake.plan import plan
+from longtake.script.load import write_text_atomic
+from longtake.script.schema import Story
+from longtake.world.errors import WorldError
+from longtake.world.sampler import returns, revisited_locations, sample_story
+from longtake.world.vocab import check_story
+
+log = logging.getLogger(__name__)
+
+BENCH_NAME = "storyworld-bench"
+BENCH_VERSION = 1
+BENCH_SECONDS = 60.0
+SEGMENT_SECONDS = 10.0
+MIN_RETURN_GAP = 15.0
+SEED_STRIDE = 100_000
+#: Sampler settings of every benchmark story (besides seed, duration and split).
+BENCH_SAMPLER: dict[str, Any] = {
+    "segment_seconds": SEGMENT_SECONDS,
+    "num_characters": (2, 3),
+    "num_locations": (2, 3),
+    "scene_seconds": (10.0, 25.0),
+    "absence_seconds": (15.0, 30.0),
+}
+
+
+@dataclass(frozen=True)
+class BenchStory:
+    index: int
+    seed: int
+    story: Story
+
+    @property
+    def file(self) -> str:
+        return f"story_{self.index:03d}.yaml"
+
+
+def bench_story(seed: int) -> Story:
+    """The held-out candidate story of sampler seed ``seed`` (may or may not qualify)."""
+    return sample_story(seed, BENCH_SECONDS, split="heldout", **BENCH_SAMPLER)
+
+
+def protocol_problems(story: Story) -> list[str]:
+    """Why ``story`` is not a valid benchmark story (empty list: it is)."""
+    problems = []
+    if abs(story.duration - BENCH_SECONDS) > 1e-6:
+        problems.append(f"lasts {story.duration:g} s; expected {BENCH_SECONDS:g} s")
+    shots = [shot for _, _, shot in story.shots()]
+    if [s.duration for s in shots] != [SEGMENT_SECONDS] * int(BENCH_SECONDS // SEGMENT_SECONDS):
+        problems.append(f"shots are not six {SEGMENT_SECONDS:g} s segments: {[s.duration for s in shots]}")
+    if any(a.prompt == b.prompt for a, b in zip(shots, shots[1:])):
+        problems.append("two consecutive segments share a prompt; every segment boundary must be a prompt switch")
+    if not returns(story, min_gap=MIN_RETURN_GAP):
+        problems.append(f"no character returns after {MIN_RETURN_GAP:g} s or more off screen")
+    if not revisited_locations(story):
+        problems.append("no location is revisited")
+    return problems
+
+
+def make_bench(n: int = 50, seed: int = 0) -> list[BenchStory]:
+    """The first ``n`` qualifying held-out stories among seeds ``seed*SEED_STRIDE + k``."""
+    if n < 1 or n > SEED_STRIDE // 10:
+        raise WorldError(f"n={n} out of range; expected 1 <= n <= {SEED_STRIDE // 10}")
+    out: list[BenchStory] = []
+    k = 0
+    while len(out) < n:
+        if k >= SEED_STRIDE:
+            raise WorldError(f"found only {len(out)} qualifying stories among {SEED_STRIDE} seeds")
+        cand = seed * SEED_STRIDE + k
+        story = bench_story(cand)
+        if not protocol_problems(story):
+            out.append(BenchStory(len(out), cand, story))
+        k += 1
+    log.debug("storyworld-bench: %d stories from %d candidates", n, k)
+    return out
+
+
+def segments(story: Story) -> list[dict[str, Any]]:
+    """Per segment (one shot): script seconds, prompt, cast, location, planned chunks."""
+    timeline = plan(story)
+    out = []
+    t = 0.0
+    for shot_index, ((si, _, shot), span) in enumerate(zip(story.shots(), timeline.shots)):
+        out.append({
+            "index": shot_index,
+            "start_s": t,
+            "end_s": round(t + shot.duration, 6),
+            "location": story.scenes[si].location,
+            "characters": list(shot.characters),
+            "camera": shot.camera,
+            "prompt": shot.prompt,
+            "first_chunk": span.first_chunk,
+            "num_chunks": span.num_chunks,
+            "start_frame": span.start_frame,
+            "num_frames": span.num_frames,
+        })
+        t = round(t + shot.duration, 6)
+    return out
+
+
+def index_entry(item: BenchStory) -> dict[str, Any]:
+    story = item.story
+    return {
+        "file": item.file,
+        "seed": item.seed,
+        "title": story.title,
+        "story_hash": story.content_hash(),
+        "duration_s": story.duration,
+        "characters": {c.id: c.description for c in story.characters},
+        "locations": [loc.id for loc in story.locations],
+        "returns": [r.to_dict() for r in returns(story, min_gap=MIN_RETURN_GAP)],
+        "revisited_locations": revisited_locations(story),
+        "segment_boundaries_s": [s["start_s"] for s in segments(story)][1:],
+        "segments": segments(story),
+    }
+
+
+def bench_index(items: list[BenchStory], *, seed: int) -> dict[str, Any]:
+    return {
+        "name": BENCH_NAME,
+        "version": BENCH_VERSION,
+        "split": "heldout",
+        "seed": seed,
+        "num_stories": len(items),
+        "protocol": {
+            "duration_s": BENCH_SECONDS,
+            "segment_s": SEGMENT_SECONDS,
+            "segments": int(BENCH_SECONDS // SEGMENT_SECONDS),
+            "min_return_gap_s": MIN_RETURN_GAP,
+            "min_returns": 1,
+            "min_revisited_locations": 1,
+            "frames_per_chunk": 12,
+        },
+        "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in BENCH_SAMPLER.items()},
+        "regenerate": f"longtake world bench OUT_DIR --n {len(items)} --seed {seed}",
+        "stories": [index_entry(item) for item in items],
+    }
+
+
+def write_bench(out_dir: str | Path, *, n: int = 50, seed: int = 0) -> Path:
+    """Write ``story_000.yaml`` ... and ``index.json`` into ``out_dir``; returns the index path."""
+    out = Path(out_dir)
+    items = make_bench(n, seed)
+    for item in items:
+        item.story.save(out / item.file)
+    index = out / "index.json"
+    write_text_atomic(index, json.dumps(bench_index(items, seed=seed), indent=2, ensure_ascii=False) + "\n")
+    return index
+
+
+def check_bench(bench_dir: str | Path) -> list[str]:
+    """Problems with a shipped benchmark folder (empty list: every story loads and qualifies)."""
+    root = Path(bench_dir)
+    try:
+        index = json.loads((root / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return [f"{root / 'index.json'}: cannot read: {err}"]
+    problems: list[str] = []
+    for entry in index["stories"]:
+        story = Story.load(root / entry["file"])
+        check_story(story)
+        problems += [f"{entry['file']}: {p}" for p in protocol_problems(story)]
+        if story.content_hash() != entry["story_hash"]:
+            problems.append(f"{entry['file']}: content hash differs from index.json")
+    return problems

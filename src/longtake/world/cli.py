@@ -1,0 +1,326 @@
+"""``longtake world ...``: render, sample, shards, bench, vocab.
+
+The lead CLI mounts :data:`world_app` as ``longtake world``. Commands only wire library calls
+together and draw progress bars; bad input (any :class:`~longtake.errors.LongtakeError`,
+e.g. a word outside StoryWorld's vocabulary) prints one red line per problem on stderr and
+exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from longtake.errors import LongtakeError
+from longtake.world.errors import WorldError
+
+world_app = typer.Typer(
+    name="world",
+    help="StoryWorld: procedural stories with exact ground truth (render, sample, shards, bench, vocab).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(fn: F) -> F:
+    """LongtakeError -> one red line per problem on stderr, exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LongtakeError as exc:
+            for line in exc.lines():
+                err.print(f"[red]error: {_escape(line)}[/red]", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _progress(console: Console, unit: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+def truth_base(video: Path) -> Path:
+    """The TruthWriter base of ``video``: ``<stem>.truth.jsonl`` and ``<stem>.masks.npz`` next to it."""
+    return video.with_name(video.stem)
+
+
+def render_to_files(
+    story_path: Path,
+    output: Path,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fps: int | None = None,
+    frames_per_chunk: int = 12,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Render ``story_path`` with WorldRenderer into ``output`` (.mp4) plus truth and manifest.
+
+    Frames stream from the renderer into :class:`longtake.video.VideoWriter` and the truth
+    into :class:`longtake.world.truth.TruthWriter` chunk by chunk (constant memory).
+    """
+    from longtake.plan import plan
+    from longtake.script.load import load_story
+    from longtake.script.schema import Size
+    from longtake.video import VideoWriter
+    from longtake.world.renderer import WorldRenderer
+    from longtake.world.truth import TruthWriter
+    from longtake.world.vocab import check_story
+
+    output = Path(output)
+    if output.suffix.lower() != ".mp4":
+        raise WorldError(f"{output}: output must end in .mp4")
+    story = load_story(story_path)
+    check_story(story)
+    w, h, f = width or story.size.width, height or story.size.height, fps or story.fps
+    if w % 8 or h % 8 or not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise WorldError(f"size {w}x{h} invalid; expected sides from 16 to 4096, multiples of 8")
+    if not 1 <= f <= 60:
+        raise WorldError(f"fps {f} invalid; expected 1 to 60")
+    story = story.model_copy(update={"size": Size(width=w, height=h), "fps": f})
+    timeline = plan(story, frames_per_chunk=frames_per_chunk)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    base = truth_base(output)
+    # truth goes to hidden partial names first and is renamed with the video: never half a set
+    partial = output.with_name(f".{output.stem}.partial")
+    suffixes = (".truth.jsonl", ".masks.npz")
+    renderer = WorldRenderer(story, width=w, height=h)
+    frames = 0
+    meta = {"title": story.title, "width": w, "height": h, "fps": f, "seed": story.seed, "story_hash": timeline.story_hash, "video": output.name}
+    try:
+        with _progress(console or err, "chunks") as bar, TruthWriter(partial, meta=meta) as truth_writer:
+            task = bar.add_task("render", total=len(timeline), info="")
+            with VideoWriter(output, fps=f, width=w, height=h, metadata={"title": story.title}) as writer:
+                for chunk in timeline.chunks:
+                    chunk_frames, truths = renderer.render_chunk(chunk)
+                    writer.write(chunk_frames)
+                    truth_writer.write(list(truths))
+                    frames += len(chunk_frames)
+                    bar.update(task, advance=1, info=f"{frames}/{timeline.num_frames} frames")
+        for suffix in suffixes:
+            os.replace(partial.with_name(partial.name + suffix), base.with_name(base.name + suffix))
+    finally:
+        for suffix in suffixes:
+            partial.with_name(partial.name + suffix).unlink(missing_ok=True)
+    result: dict[str, Any] = {"video": output, "frames": frames, "seconds": frames / f, "width": w, "height": h, "fps": f,
+                              "truth": base.with_name(base.name + ".truth.jsonl"), "manifest": None}
+    try:
+        from longtake.video import build_manifest, write_manifest
+    except ImportError:  # pragma: no cover - video/ without manifests
+        return result
+    from longtake import __version__
+
+    manifest = build_manifest(
+        video=output,
+        story_hash=timeline.story_hash,
+        timeline_summary={"chunks": len(timeline), "frames": timeline.num_frames, "fps": f, "width": w, "height": h, "frames_per_chunk": frames_per_chunk},
+        settings={"width": w, "height": h, "fps": f, "frames_per_chunk": frames_per_chunk},
+        seed=story.seed,
+        generator={"name": "storyworld", "kind": "procedural", "version": __version__},
+        extra={"truth": [f"{base.name}.truth.jsonl", f"{base.name}.masks.npz"], "script": str(story_path)},
+    )
+    result["manifest"] = write_manifest(output, manifest)
+    return result
+
+
+# -- render ----------------------------------------------------------------------------------
+
+
+@world_app.command()
+@_user_errors
+def render(
+    story_path: Annotated[Path, typer.Argument(metavar="STORY", help="Script in StoryWorld's vocabulary.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4; <stem>.truth.jsonl and <stem>.json go next to it.")] = Path("out.mp4"),
+    width: Annotated[int | None, typer.Option(help="Frame width (default: the script's).")] = None,
+    height: Annotated[int | None, typer.Option(help="Frame height (default: the script's).")] = None,
+    fps: Annotated[int | None, typer.Option(help="Frames per second (default: the script's).")] = None,
+    frames_per_chunk: Annotated[int, typer.Option(min=1, help="Frames per timeline chunk.")] = 12,
+) -> None:
+    """Render a script with StoryWorld's procedural renderer, with its exact ground truth."""
+    result = render_to_files(story_path, output, width=width, height=height, fps=fps, frames_per_chunk=frames_per_chunk, console=err)
+    out.print(
+        f"[green]wrote[/green] {result['video']} ({result['frames']} frames, {result['seconds']:.1f} s, "
+        f"{result['width']}x{result['height']} at {result['fps']} fps); truth {result['truth']}"
+        + (f"; manifest {result['manifest']}" if result.get("manifest") else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# -- sample ----------------------------------------------------------------------------------
+
+
+@world_app.command()
+@_user_errors
+def sample(
+    seed: Annotated[int, typer.Option(min=0, help="Sampler seed (with the split, it decides the story).")] = 0,
+    duration: Annotated[float, typer.Option(help="Length in seconds (10 s to 10 min is typical).")] = 60.0,
+    split: Annotated[str, typer.Option(help="train or heldout: the held-out split never overlaps training.")] = "train",
+    characters: Annotated[str, typer.Option(help="Cast size: N or MIN-MAX.")] = "1-4",
+    width: Annotated[int, typer.Option(help="Frame width written in the script.")] = 128,
+    height: Annotated[int, typer.Option(help="Frame height written in the script.")] = 128,
+    fps: Annotated[int, typer.Option(help="Frames per second written in the script.")] = 16,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the script here (.yaml/.json); default: print YAML.")] = None,
+) -> None:
+    """Draw a random StoryWorld story (a valid v1 script)."""
+    from longtake.world.sampler import returns, revisited_locations, sample_story
+
+    story = sample_story(seed, duration, split=_split(split), num_characters=_range(characters, "--characters"), fps=fps, size=(width, height))  # type: ignore[arg-type]
+    if output is None:
+        from longtake.script.load import story_to_data
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(story_to_data(story), sort_keys=False, allow_unicode=True, width=100))
+        return
+    story.save(output)
+    back = returns(story, min_gap=15.0)
+    out.print(
+        f"[green]wrote[/green] {output}: '{story.title}', {story.duration:g} s, {len(story.characters)} characters, "
+        f"{len(story.scenes)} scenes, {len(story.shots())} shots, {len(back)} returns after >= 15 s, "
+        f"revisited: {', '.join(revisited_locations(story)) or 'none'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _split(value: str) -> str:
+    if value not in ("train", "heldout"):
+        raise WorldError(f"--split '{value}' unknown; expected train or heldout")
+    return value
+
+
+def _range(value: str, name: str) -> tuple[int, int]:
+    try:
+        lo, _, hi = value.partition("-")
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise WorldError(f"{name} '{value}' is not N or MIN-MAX (e.g. 2 or 1-4)") from None
+    return a, b
+
+
+def _frange(value: str, name: str) -> tuple[float, float]:
+    try:
+        lo, _, hi = value.partition("-")
+        return float(lo), float(hi or lo)
+    except ValueError:
+        raise WorldError(f"{name} '{value}' is not SECONDS or MIN-MAX (e.g. 10-60)") from None
+
+
+# -- shards ----------------------------------------------------------------------------------
+
+
+@world_app.command()
+@_user_errors
+def shards(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Dataset folder (created; resumed if it holds a run with the same settings).")],
+    stories: Annotated[int, typer.Option("--stories", "-n", min=1, help="Number of stories.")] = 16,
+    seed: Annotated[int, typer.Option(min=0, help="Dataset seed.")] = 0,
+    split: Annotated[str, typer.Option(help="train or heldout.")] = "train",
+    durations: Annotated[str, typer.Option(help="Story length range in seconds, MIN-MAX.")] = "10-60",
+    characters: Annotated[str, typer.Option(help="Cast size range, MIN-MAX.")] = "1-4",
+    width: Annotated[int, typer.Option(help="Frame width.")] = 128,
+    height: Annotated[int, typer.Option(help="Frame height.")] = 128,
+    fps: Annotated[int, typer.Option(help="Frames per second.")] = 16,
+    clip_chunks: Annotated[int, typer.Option(min=1, help="Chunks per training clip.")] = 4,
+    stories_per_shard: Annotated[int, typer.Option(min=1, help="Stories per shard file.")] = 16,
+) -> None:
+    """Render sampled stories into webdataset-style tar shards (deterministic, resumable)."""
+    from longtake.world.shards import ShardProgress, write_shards
+
+    kept: set[int] = set()
+    with _progress(err, "stories") as bar:
+        task = bar.add_task("shards", total=stories, info="")
+
+        def update(p: ShardProgress) -> None:
+            if p.skipped:
+                kept.add(p.shard)
+            bar.update(task, completed=p.stories_done, info=f"shard {p.shard + 1}/{p.shards_total}, {p.clips_done} clips" + (" (kept)" if p.skipped else ""))
+
+        index = write_shards(out_dir, num_stories=stories, seed=seed, split=_split(split), duration_range=_frange(durations, "--durations"),
+                             size=(width, height), fps=fps, clip_chunks=clip_chunks, stories_per_shard=stories_per_shard,
+                             num_characters=_range(characters, "--characters"), on_progress=update)
+    data = json.loads(index.read_text())
+    note = f" ({len(kept)} kept from an earlier run)" if kept else ""
+    out.print(f"[green]wrote[/green] {len(data['shards'])} shards{note}, {data['num_clips']} clips of {data['clip_frames']} frames; index {index}", highlight=False, soft_wrap=True)
+
+
+# -- bench -----------------------------------------------------------------------------------
+
+
+@world_app.command()
+@_user_errors
+def bench(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for story_NNN.yaml and index.json.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of stories.")] = 50,
+    seed: Annotated[int, typer.Option(min=0, help="Benchmark seed (candidate sampler seeds seed*100000 + k).")] = 0,
+    check: Annotated[bool, typer.Option("--check", help="Only check an existing benchmark folder.")] = False,
+) -> None:
+    """Write (or --check) storyworld-bench: 60 s held-out stories, six 10 s prompt segments."""
+    from longtake.world.bench_set import check_bench, write_bench
+
+    if check:
+        problems = check_bench(out_dir)
+        if problems:
+            raise WorldError("\n".join(problems))
+        out.print(f"[green]ok[/green] {out_dir}: every story follows the protocol", highlight=False)
+        return
+    index = write_bench(out_dir, n=n, seed=seed)
+    out.print(f"[green]wrote[/green] {n} stories and {index}", highlight=False)
+
+
+# -- vocab -----------------------------------------------------------------------------------
+
+
+@world_app.command()
+@_user_errors
+def vocab(json_out: Annotated[bool, typer.Option("--json", help="Print the vocabulary as JSON.")] = False) -> None:
+    """Print every word StoryWorld understands."""
+    from longtake.world.vocab import vocabulary
+
+    v = vocabulary()
+    if json_out:
+        sys.stdout.write(json.dumps(v, indent=2) + "\n")
+        return
+    table = Table("kind", "words", title="StoryWorld vocabulary", show_lines=True)
+    table.add_row("locations", "\n".join(f"{k}: {d}" for k, d in v["locations"].items()))
+    table.add_row("location words", ", ".join(f"{w}->{k}" if w != k else w for w, k in v["location_words"].items()))
+    table.add_row("actions", "\n".join(f"{k}: {p}" for k, p in v["actions"].items()))
+    table.add_row("action phrases", ", ".join(v["action_phrases"]))
+    for key, words in v["appearance"].items():
+        table.add_row(key.replace("_", " "), ", ".join(f"{a}->{b}" for a, b in words.items()) if isinstance(words, dict) else ", ".join(words))
+    table.add_row("camera moves", ", ".join(v["camera_moves"]))
+    table.add_row("transitions", ", ".join(v["transitions"]))
+    table.add_row("filler words", " ".join(v["filler_words"]))
+    table.add_row("hidden details", ", ".join(v["hidden_details"]["fields"]) + "\n(never captioned; drawn per character per story)")
+    out.print(table)

@@ -1,0 +1,167 @@
+"""VAE interface, the built-in VAE and the Wan VAE wrapper (tiny random configs, CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from longtake.errors import LongtakeError
+from longtake.model.vae import VAEError
+from longtake.model.vae_builtin import VAE_PRESETS, BuiltinVAE, BuiltinVAEConfig
+
+TINY = BuiltinVAEConfig(latent_channels=4, channels=(8, 8, 16, 16), dec_res_blocks=(1, 1, 0, 0), norm_groups=4)
+
+
+def _video(b: int, f: int, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, f, h, w, generator=g) * 2 - 1  # (B, 3, F, H, W)
+
+
+# ---------------------------------------------------------------- built-in VAE
+@pytest.mark.parametrize("t", [1, 4])
+def test_builtin_shapes_and_finite(t: int) -> None:
+    torch.manual_seed(0)
+    vae = BuiltinVAE(dataclasses.replace(TINY, temporal_factor=t)).eval()
+    frames = 9
+    z = vae.encode(_video(2, frames))
+    assert z.shape == (2, 4, vae.latents_for_frames(frames), 4, 4)
+    assert z.shape[2] == (1 + (frames - 1) // 4 if t == 4 else frames)
+    out = vae.decode(z)
+    assert out.shape == (2, 3, frames, 32, 32)
+    assert torch.isfinite(out).all() and out.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("t,split", [(1, [1, 3, 2]), (4, [1, 2, 3]), (4, [2, 1, 1, 2])])
+def test_builtin_streaming_equals_full(t: int, split: list[int]) -> None:
+    torch.manual_seed(1)
+    vae = BuiltinVAE(dataclasses.replace(TINY, temporal_factor=t, temporal_kernel=3)).eval()
+    z = torch.randn(1, 4, sum(split), 4, 4)
+    with torch.inference_mode():
+        full = vae.decode(z)
+        state, parts = vae.decoder_state(), []
+        for chunk in z.split(split, dim=2):
+            frames, state = vae.decode_chunk(chunk, state)
+            parts.append(frames)
+    assert parts[0].shape[2] == vae.frames_for_latents(split[0])
+    assert all(p.shape[2] == t * n for p, n in zip(parts[1:], split[1:]))
+    torch.testing.assert_close(torch.cat(parts, dim=2), full, rtol=1e-5, atol=1e-5)
+
+
+def test_builtin_state_not_mutated() -> None:
+    vae = BuiltinVAE(TINY).eval()
+    z = torch.randn(1, 4, 3, 4, 4)
+    with torch.inference_mode():
+        _, s1 = vae.decode_chunk(z[:, :, :1], vae.decoder_state())
+        a, _ = vae.decode_chunk(z[:, :, 1:], s1)
+        b, _ = vae.decode_chunk(z[:, :, 1:], s1)  # resuming twice from one state
+    torch.testing.assert_close(a, b)
+
+
+def test_builtin_save_load_roundtrip(tmp_path) -> None:
+    torch.manual_seed(2)
+    vae = BuiltinVAE(dataclasses.replace(TINY, latent_scale=0.5)).eval()
+    path = tmp_path / "vae.safetensors"
+    vae.save_safetensors(path)
+    back = BuiltinVAE.from_safetensors(path).eval()
+    assert back.config == vae.config
+    assert list(back.state_dict()) == list(vae.state_dict())
+    x = _video(1, 5)
+    with torch.inference_mode():
+        torch.testing.assert_close(back.decode(back.encode(x)), vae.decode(vae.encode(x)))
+
+
+def test_builtin_loss_backward() -> None:
+    torch.manual_seed(3)
+    vae = BuiltinVAE(TINY)
+    loss, metrics = vae.loss(_video(1, 5))
+    loss.backward()
+    assert torch.isfinite(loss) and metrics["l1"] > 0
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in vae.parameters())
+
+
+def test_builtin_errors(tmp_path) -> None:
+    vae = BuiltinVAE(TINY)
+    with pytest.raises(VAEError, match="1 \\+ 4"):
+        vae.encode(_video(1, 6))
+    with pytest.raises(VAEError, match="multiples of 8"):
+        vae.encode(_video(1, 5, 30, 32))
+    with pytest.raises(VAEError, match="latent must be"):
+        vae.decode(torch.zeros(1, 3, 2, 4, 4))
+    with pytest.raises(VAEError, match="not found"):
+        BuiltinVAE.from_safetensors(tmp_path / "missing.safetensors")
+    with pytest.raises(LongtakeError, match="temporal_factor"):
+        BuiltinVAEConfig(temporal_factor=2)
+
+
+def test_builtin_presets_geometry() -> None:
+    cfg = VAE_PRESETS["builtin"]
+    assert cfg.spatial_factor == 8 and cfg.temporal_factor == 4
+    vae = BuiltinVAE(cfg)
+    assert vae.frames_for_latents(5) == 17 and vae.latents_for_frames(17) == 5
+    assert vae.frames_for_latents(0) == 0
+
+
+# ---------------------------------------------------------------- Wan VAE
+def _tiny_wan():
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.1, -0.2, 0.3, 0.0],
+        latents_std=[1.5, 0.5, 2.0, 1.0],
+    )
+
+
+def test_wan_encode_decode_shapes() -> None:
+    from longtake.model.vae_wan import WanVAE
+
+    vae = WanVAE(_tiny_wan())
+    assert (vae.latent_channels, vae.spatial_factor, vae.temporal_factor) == (4, 8, 4)
+    z = vae.encode(_video(1, 9, 16, 16))
+    assert z.shape == (1, 4, 1 + (9 - 1) // 4, 2, 2)
+    out = vae.decode(z)
+    assert out.shape == (1, 3, 9, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(VAEError):
+        vae.encode(_video(1, 8, 16, 16))
+
+
+def test_wan_streaming_equals_full_decode() -> None:
+    from longtake.model.vae_wan import WanVAE
+
+    model = _tiny_wan()
+    vae = WanVAE(model)
+    z = torch.randn(1, 4, 5, 2, 2)
+    full = vae.decode(z)
+    # Same as diffusers' own decode of the de-normalised latent.
+    raw = z * vae._std.view(1, 4, 1, 1, 1) + vae._mean.view(1, 4, 1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(full, model.decode(raw).sample, rtol=1e-5, atol=1e-5)
+    state, parts = vae.decoder_state(), []
+    for chunk in z.split([2, 1, 2], dim=2):
+        frames, state = vae.decode_chunk(chunk, state)
+        parts.append(frames)
+    assert [p.shape[2] for p in parts] == [5, 4, 8]
+    torch.testing.assert_close(torch.cat(parts, dim=2), full, rtol=1e-5, atol=1e-5)
+
+
+def test_wan_missing_path(tmp_path) -> None:
+    from longtake.model.vae_wan import WanVAE
+
+    with pytest.raises(VAEError, match="never downloads"):
+        WanVAE.from_pretrained(tmp_path / "nope")
+
+
+def test_wan_from_pretrained_local(tmp_path) -> None:
+    from longtake.model.vae_wan import WanVAE
+
+    model = _tiny_wan()
+    model.save_pretrained(tmp_path / "vae")
+    vae = WanVAE.from_pretrained(tmp_path, subfolder="vae")
+    z = torch.randn(1, 4, 2, 2, 2)
+    torch.testing.assert_close(vae.decode(z), WanVAE(model).decode(z))
