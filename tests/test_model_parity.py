@@ -164,3 +164,19 @@ def test_longlive_window_numbers():
     assert cfg.sink_frames + cfg.local_window_frames == 12  # LongLive: 12 latent frames attended
     cache = KVCache.from_config(cfg)
     assert cache.sink_frames + cache.window_frames + cfg.frames_per_chunk == 12
+
+
+def test_wan_preset_state_dict_matches_diffusers_wan21_1_3b():
+    """Full-size names and shapes, on the meta device (no memory): Wan2.1-1.3B loads by name."""
+    from diffusers import WanTransformer3DModel
+
+    with torch.device("meta"):
+        ref = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+            out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
+            cross_attn_norm=True, eps=1e-6, rope_max_seq_len=1024,
+        )
+        ours = CausalWanDiT(get_preset("wan2.1-1.3b"))
+    theirs = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == theirs
+    assert 1.2e9 < sum(p.numel() for p in ours.parameters()) < 1.5e9

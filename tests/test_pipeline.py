@@ -64,3 +64,22 @@ def test_failed_render_leaves_nothing_under_final_name(tmp_path, gen, match):
     with pytest.raises((RenderError, RuntimeError), match=match):
         render_story(story, plan(story), gen, tmp_path / "v.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pipeline_api_in_memory_and_to_file(tmp_path, example_path):
+    from longtake.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained("storyworld")
+    out = pipe(example_path, seed=7)
+    assert out.frames.shape == (out.timeline.num_frames, 128, 128, 3) and out.frames.dtype == np.uint8
+    again = pipe(example_path, seed=7)
+    assert np.array_equal(out.frames, again.frames)  # a render is a function of its inputs
+    res = pipe(example_path, output=tmp_path / "v.mp4").result
+    assert probe(res.video).num_frames == out.timeline.num_frames
+
+
+def test_pipeline_unknown_name():
+    from longtake.pipeline import Pipeline
+
+    with pytest.raises(RenderError, match="unknown model"):
+        Pipeline.from_pretrained("nope")

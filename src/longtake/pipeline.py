@@ -88,6 +88,11 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
     Generators get the story because the cast sheet (descriptions, reference images) is
     theirs to use; the timeline carries only ids.
     """
+    return _REGISTRY[resolve_generator_name(name)][2](story, **options)
+
+
+def resolve_generator_name(name: str) -> str:
+    """``name`` with "default" resolved; a RenderError listing the choices when unknown."""
     if name == "default":
         name = DEFAULT_GENERATOR
     if name not in _REGISTRY:
@@ -96,7 +101,7 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
         if name == "builtin":
             hint = " The built-in model's weights are not part of this version yet; use --model storyworld for the procedural reference renderer."
         raise RenderError(f"unknown model '{name}'; available: {known}.{hint}")
-    return _REGISTRY[name][2](story, **options)
+    return name
 
 
 # --- the loop --------------------------------------------------------------------------
@@ -159,3 +164,55 @@ def render_story(
     manifest_path = write_manifest(output, manifest)
     log.info("rendered %d frames in %.2f s", frames, wall)
     return RenderResult(output, manifest_path, frames, wall, first or 0.0, timeline.fps)
+
+
+# --- diffusers-style API ---------------------------------------------------------------
+
+#: In-memory output is for short clips; longer renders should stream to a file.
+MAX_IN_MEMORY_FRAMES = 4096
+
+
+@dataclass(frozen=True)
+class PipelineOutput:
+    """What :class:`Pipeline` returns: the timeline, and frames or a written video."""
+
+    timeline: Timeline
+    frames: np.ndarray | None  # (F, H, W, 3) uint8 when no output path was given
+    result: RenderResult | None  # when an output path was given
+
+
+class Pipeline:
+    """``Pipeline.from_pretrained(name)(story, seed=...)``, as users of diffusers expect.
+
+    ``name`` is a registered generator (``longtake models``); the story may be a
+    :class:`Story` or a path to a script in any supported format.
+    """
+
+    def __init__(self, name: str, **options: Any):
+        self.name = name
+        self.options = options
+
+    @classmethod
+    def from_pretrained(cls, name: str = "default", **options: Any) -> "Pipeline":
+        return cls(resolve_generator_name(name), **options)
+
+    def __call__(
+        self,
+        story: Story | str | Path,
+        *,
+        seed: int | None = None,
+        output: str | Path | None = None,
+        on_progress: Callable[[RenderProgress], None] | None = None,
+    ) -> PipelineOutput:
+        from longtake.plan import DEFAULT_FRAMES_PER_CHUNK, plan
+
+        if not isinstance(story, Story):
+            story = Story.load(story)
+        generator = load_generator(self.name, story=story, **self.options)
+        timeline = plan(story, frames_per_chunk=getattr(generator, "frames_per_chunk", DEFAULT_FRAMES_PER_CHUNK))
+        if output is not None:
+            return PipelineOutput(timeline, None, render_story(story, timeline, generator, output, seed=seed, on_progress=on_progress))
+        if timeline.num_frames > MAX_IN_MEMORY_FRAMES:
+            raise RenderError(f"{timeline.num_frames} frames is too long to return in memory (limit {MAX_IN_MEMORY_FRAMES}); pass output='video.mp4' to stream to a file")
+        chunks = [np.asarray(fc.frames) for fc in generator.stream(timeline, seed=story.seed if seed is None else seed)]
+        return PipelineOutput(timeline, np.concatenate(chunks) if chunks else np.zeros((0, timeline.height, timeline.width, 3), np.uint8), None)

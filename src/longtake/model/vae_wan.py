@@ -20,7 +20,7 @@ per-channel ``latents_mean`` / ``latents_std`` of the VAE config (what diffusers
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,11 @@ class WanDecoderState:
     ``feat_cache`` holds one entry per ``WanCausalConv3d`` of the decoder (``None`` before the
     first frame, ``"Rep"`` for a temporal upsampler after the first frame, else a tensor
     (B, C, <=2, h, w)). ``frames_done`` counts latent frames decoded so far.
+    :meth:`WanVAE.decode_chunk` returns a new state and leaves the one passed in unchanged.
     """
 
     feat_cache: list[Any]
     frames_done: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _causal_conv_count(module: torch.nn.Module) -> int:
@@ -154,6 +154,10 @@ class WanVAE(VideoVAE):
             mean, std = self._stats(z)
             z = z * std + mean
         x = self.model.post_quant_conv(z)  # 1x1x1 conv: per frame, needs no cache
+        # The decoder only ever *rebinds* cache slots to fresh tensors (never writes into
+        # them), so a shallow copy leaves the caller's state intact: a render can resume
+        # from any saved state.
+        state = WanDecoderState(feat_cache=list(state.feat_cache), frames_done=state.frames_done)
         outs = []
         for i in range(x.shape[2]):
             # One latent frame per call, as AutoencoderKLWan._decode does; the index list is

@@ -102,7 +102,10 @@ def render_to_files(
     if output.suffix.lower() != ".mp4":
         raise WorldError(f"{output}: output must end in .mp4")
     story = load_story(story_path)
-    check_story(story)
+    try:
+        check_story(story)
+    except WorldError as exc:  # name the file on every line, like script errors do
+        raise WorldError("\n".join(f"{story_path}: {line}" for line in exc.lines())) from None
     w, h, f = width or story.size.width, height or story.size.height, fps or story.fps
     if w % 8 or h % 8 or not (16 <= w <= 4096 and 16 <= h <= 4096):
         raise WorldError(f"size {w}x{h} invalid; expected sides from 16 to 4096, multiples of 8")
@@ -259,20 +262,25 @@ def shards(
     from longtake.world.shards import ShardProgress, write_shards
 
     kept: set[int] = set()
-    with _progress(err, "stories") as bar:
-        task = bar.add_task("shards", total=stories, info="")
+    bar = _progress(err, "stories")
+    task = bar.add_task("shards", total=stories, info="")
 
-        def update(p: ShardProgress) -> None:
-            if p.skipped:
-                kept.add(p.shard)
-            bar.update(task, completed=p.stories_done, info=f"shard {p.shard + 1}/{p.shards_total}, {p.clips_done} clips" + (" (kept)" if p.skipped else ""))
+    def update(p: ShardProgress) -> None:
+        if not bar.live.is_started:  # the bar appears with the first story, after the settings are checked
+            bar.start()
+        if p.skipped:
+            kept.add(p.shard)
+        bar.update(task, completed=p.stories_done, info=f"shard {p.shard + 1}/{p.shards_total}, {p.clips_done} clips" + (" (kept)" if p.skipped else ""))
 
+    try:
         index = write_shards(out_dir, num_stories=stories, seed=seed, split=_split(split), duration_range=_frange(durations, "--durations"),
                              size=(width, height), fps=fps, clip_chunks=clip_chunks, stories_per_shard=stories_per_shard,
                              num_characters=_range(characters, "--characters"), on_progress=update)
+    finally:
+        bar.stop()
     data = json.loads(index.read_text())
     note = f" ({len(kept)} kept from an earlier run)" if kept else ""
-    out.print(f"[green]wrote[/green] {len(data['shards'])} shards{note}, {data['num_clips']} clips of {data['clip_frames']} frames; index {index}", highlight=False, soft_wrap=True)
+    out.print(f"[green]wrote[/green] {len(data['shards'])} shard{'s' if len(data['shards']) != 1 else ''}{note}, {data['num_clips']} clips of {data['clip_frames']} frames; index {index}", highlight=False, soft_wrap=True)
 
 
 # -- bench -----------------------------------------------------------------------------------

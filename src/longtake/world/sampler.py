@@ -262,6 +262,8 @@ def sample_story(
         raise WorldError(f"size {size[0]}x{size[1]} invalid; expected sides from 16 to 4096, multiples of 8")
     if not 1 <= fps <= 60:
         raise WorldError(f"fps {fps} invalid; expected 1 to 60")
+    if num_locations is not None and not 1 <= num_locations[0] <= num_locations[1]:
+        raise WorldError(f"num_locations {num_locations} invalid; expected 1 <= low <= high")
     if not 0 < shot_seconds[0] <= shot_seconds[1]:
         raise WorldError(f"shot_seconds {shot_seconds} invalid; expected 0 < low <= high")
     rng = split_rng(seed, split)
