@@ -193,3 +193,9 @@ def test_umt5_missing_path(tmp_path) -> None:
 
     with pytest.raises(TextEncoderError, match="never downloads"):
         UMT5TextEncoder.from_pretrained(tmp_path / "nope")
+
+
+def test_builtin_encoder_state_dict_keys_stable() -> None:
+    keys = set(_encoder().state_dict())
+    assert {"tok_emb.weight", "pos_emb", "norm_out.weight", "blocks.1.qkv.weight", "blocks.1.proj.bias",
+            "blocks.0.ff1.weight", "blocks.0.ff2.bias", "blocks.0.norm1.weight", "blocks.0.norm2.bias"} <= keys

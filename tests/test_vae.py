@@ -170,3 +170,15 @@ def test_wan_from_pretrained_local(tmp_path) -> None:
     vae = WanVAE.from_pretrained(tmp_path, subfolder="vae")
     z = torch.randn(1, 4, 2, 2, 2)
     torch.testing.assert_close(vae.decode(z), WanVAE(model).decode(z))
+
+
+def test_builtin_state_dict_keys_stable() -> None:
+    """Saved weights load by name: renaming a module breaks every shipped checkpoint."""
+    keys = set(BuiltinVAE(TINY).state_dict())
+    assert {k.split(".")[0] for k in keys} == {
+        "enc_in", "enc_blocks", "enc_down", "enc_mid", "enc_norm", "enc_out",
+        "dec_in", "dec_blocks", "dec_up", "dec_norm", "dec_out",
+    }
+    for key in ("enc_blocks.0.0.conv1.weight", "enc_down.2.bias", "enc_mid.0.norm2.weight",
+                "dec_in.weight", "dec_blocks.1.0.conv2.weight", "dec_up.2.weight", "dec_out.bias"):
+        assert key in keys

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from longtake.atomic import write_text_atomic
 from longtake.script.errors import FieldPath, ScriptError, ScriptIssue
 from longtake.script.schema import Story
 
@@ -329,16 +328,5 @@ def save_story(story: Story, path: str | Path) -> None:
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
     else:
         raise ScriptError(ScriptIssue(f"cannot save a story as '{path.suffix}'; expected .yaml, .yml or .json", file=str(path)))
-    write_text_atomic(path, text)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)

@@ -35,5 +35,6 @@ __all__ = [
     "sha256_file",
     "silence",
     "tone",
+    "write_manifest",
     "write_wav",
 ]

@@ -13,16 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import platform
 import sys
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from longtake.atomic import write_text_atomic
 from longtake.video.errors import VideoError
 from longtake.video.provenance import PROVENANCE_STATEMENT
 from longtake.video.reader import probe
@@ -151,14 +150,5 @@ def write_manifest(video_path: str | Path, manifest: dict[str, Any]) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n"
     except (TypeError, ValueError) as err:
         raise VideoError(f"manifest is not JSON-serialisable: {err}") from None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, text, fsync=True)
     return target

@@ -24,7 +24,7 @@ from longtake.world.actions import ActorState, actor_state, seated_after
 from longtake.world.camera import View, camera_view
 from longtake.world.characters import Pose, Sprite, draw_figure, figure_height
 from longtake.world.errors import WorldError
-from longtake.world.locations import GROUND, WORLD_H, WORLD_W, Background, build_background
+from longtake.world.locations import GROUND, WORLD_W, Background, build_background
 from longtake.world.parse import check_story, location_kind, parse_appearance, shot_actions
 from longtake.world.truth import CharacterTruth, FrameTruth
 from longtake.world.vocab import draw_hidden, resolve_appearance, stable_seed
