@@ -83,3 +83,9 @@ def test_pipeline_unknown_name():
 
     with pytest.raises(RenderError, match="unknown model"):
         Pipeline.from_pretrained("nope")
+
+
+def test_render_creates_the_output_folder(tmp_path):
+    story = small_story()
+    res = render_story(story, plan(story), Gradient(), tmp_path / "new" / "dir" / "v.mp4")
+    assert res.video.exists()

@@ -128,6 +128,10 @@ def render_story(
     output = Path(output)
     if output.suffix.lower() != ".mp4":
         raise RenderError(f"{output}: output must end in .mp4")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"{output}: cannot create folder {output.parent}: {exc.strerror}") from None
     seed = story.seed if seed is None else int(seed)
     info = generator.info()
     shape = (timeline.height, timeline.width, 3)
