@@ -38,6 +38,9 @@ test: install-dev
 bench: install-dev
 	$(BIN)/python bench/bench_plan.py
 	$(BIN)/python bench/bench_writer.py
+	$(BIN)/python bench/bench_world.py
+	$(BIN)/python bench/bench_dit.py
+	$(BIN)/python bench/bench_vae.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
