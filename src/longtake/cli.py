@@ -7,58 +7,27 @@ stderr and exits with status 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from longtake import __version__
+from longtake.cli_common import TYPER_DEFAULTS, err, fail, out, print_error, user_errors
 from longtake.errors import LongtakeError
 
 app = typer.Typer(
     name="longtake",
     help="Long, consistent, multi-shot video from a story script. Every output is labelled AI-generated.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_DEFAULTS,
 )
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Files a directory argument of ``validate`` picks up (a leading ``_`` or ``.`` skips one).
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json", ".txt", ".jsonl", ".fountain", ".spmd")
-
-
-def fail(lines: list[str]) -> typer.Exit:
-    for line in lines:
-        err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
-
-
-def user_errors(fn: F) -> F:
-    """Turn LongtakeError into one line per problem and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LongtakeError as exc:
-            raise fail(exc.lines()) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -107,7 +76,7 @@ def validate(
         except LongtakeError as exc:
             bad += 1
             for line in exc.lines():
-                err.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+                print_error(line)
             continue
         if not quiet:
             n_shots = len(story.shots())

@@ -8,57 +8,24 @@ exits with status 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from longtake.errors import LongtakeError
+from longtake.cli_common import TYPER_DEFAULTS, err, out, user_errors
 from longtake.world.errors import WorldError
 
 world_app = typer.Typer(
     name="world",
     help="StoryWorld: procedural stories with exact ground truth (render, sample, shards, bench, vocab).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **TYPER_DEFAULTS,
 )
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(fn: F) -> F:
-    """LongtakeError -> one red line per problem on stderr, exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LongtakeError as exc:
-            for line in exc.lines():
-                err.print(f"[red]error: {_escape(line)}[/red]", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _progress(console: Console, unit: str) -> Progress:
@@ -73,7 +40,7 @@ def _progress(console: Console, unit: str) -> Progress:
 
 
 @world_app.command()
-@_user_errors
+@user_errors
 def render(
     story_path: Annotated[Path, typer.Argument(metavar="STORY", help="Script in StoryWorld's vocabulary.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4; <stem>.truth.jsonl and <stem>.json go next to it.")] = Path("out.mp4"),
@@ -105,7 +72,7 @@ def render(
 
 
 @world_app.command()
-@_user_errors
+@user_errors
 def sample(
     seed: Annotated[int, typer.Option(min=0, help="Sampler seed (with the split, it decides the story).")] = 0,
     duration: Annotated[float, typer.Option(help="Length in seconds (10 s to 10 min is typical).")] = 60.0,
@@ -164,7 +131,7 @@ def _frange(value: str, name: str) -> tuple[float, float]:
 
 
 @world_app.command()
-@_user_errors
+@user_errors
 def shards(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Dataset folder (created; resumed if it holds a run with the same settings).")],
     stories: Annotated[int, typer.Option("--stories", "-n", min=1, help="Number of stories.")] = 16,
@@ -207,7 +174,7 @@ def shards(
 
 
 @world_app.command()
-@_user_errors
+@user_errors
 def bench(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for story_NNN.yaml and index.json.")],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of stories.")] = 50,
@@ -231,7 +198,7 @@ def bench(
 
 
 @world_app.command()
-@_user_errors
+@user_errors
 def vocab(json_out: Annotated[bool, typer.Option("--json", help="Print the vocabulary as JSON.")] = False) -> None:
     """Print every word StoryWorld understands."""
     from longtake.world.vocab import vocabulary
