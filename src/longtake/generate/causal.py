@@ -1,0 +1,336 @@
+"""The learned generator: a causal DiT streamed chunk by chunk over a Timeline (Self-Forcing).
+
+Per chunk (DESIGN.md, "The flow of one render"; Self-Forcing / LongLive in REFERENCES.md):
+
+  1. prompt: encode the chunk's prompt once per distinct text and cache its cross-attention
+     K/V on the KV cache (``set_prompt``) when it differs from the current one;
+  2. noise: draw the chunk's latent noise from a ``torch.Generator`` seeded from
+     ``(seed, chunk index)``; the few-step sampler's re-noising draws from the same
+     generator. Per-chunk seeds make a resumed render exact without saving any RNG state;
+  3. sample: few-step (or Euler) flow matching; every model call *reads* the KV cache;
+  4. write: one pass of the clean chunk at sigma=0 appends its self-attention K/V
+     (``Denoiser.write_cache``), which advances the position and evicts past the window;
+  5. decode: the streaming VAE decoder turns the chunk's latents into pixel frames, carrying
+     its causal context in an explicit state; frames become uint8 RGB.
+
+Shot cuts (``chunk.cut``) keep the cache as it is: the new shot still attends to the sink
+and the recent frames, which is the simplest behaviour that keeps characters consistent
+(shot sinks belong to the memory module). Prompt switches only swap the cross-attention
+prompt; LongLive's KV re-cache is left to :meth:`CausalGenerator._on_switch`, a hook that
+does nothing here.
+
+Resume: :meth:`CausalGenerator.state_dict` after any chunk holds the next chunk index, the
+KV cache (with the prompt K/V), the VAE decoder state and the current prompt text;
+``stream(timeline, seed=s, start_chunk=k, state=state)`` continues with identical frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from longtake.errors import LongtakeError
+from longtake.generate.protocol import FrameChunk, GeneratorInfo
+from longtake.model.dit import CausalWanDiT
+from longtake.model.kv_cache import KVCache, PromptKV
+from longtake.model.text_encoder import TextEncoder
+from longtake.model.vae import VideoVAE
+from longtake.plan.timeline import Chunk, Timeline
+from longtake.sample.denoiser import Denoiser
+from longtake.sample.samplers import sample_euler, sample_few_step, sample_heun
+from longtake.sample.schedules import self_forcing_sigmas
+
+log = logging.getLogger(__name__)
+
+SamplerName = Literal["few_step", "euler", "heun"]
+_SAMPLERS = {"few_step": sample_few_step, "euler": sample_euler, "heun": sample_heun}
+_STATE_VERSION = 1
+_PROMPT_CACHE_ENTRIES = 64  # distinct prompts whose K/V are kept per generator
+
+
+class GenerateError(LongtakeError):
+    """Bad input to a generator: a timeline whose chunks do not fit the model, a state saved
+    by another render, parts (DiT, VAE, text encoder) whose shapes do not fit together."""
+
+
+def chunk_seed(seed: int, chunk_index: int) -> int:
+    """The 63-bit seed of one chunk's noise, derived from the render seed and the chunk index.
+
+    numpy's SeedSequence mixes the pair so neighbouring (seed, chunk) pairs give unrelated
+    streams; the result is the same on every machine.
+    """
+    ss = np.random.SeedSequence([int(seed) % 2**64, int(chunk_index)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0]) & (2**63 - 1)
+
+
+def _module_dtype(module: Any, default: torch.dtype) -> torch.dtype:
+    if isinstance(module, nn.Module):
+        p = next(module.parameters(), None)
+        if p is not None:
+            return p.dtype
+    return default
+
+
+def to_uint8(video: Tensor) -> np.ndarray:
+    """(1, 3, N, H, W) in [-1, 1] -> (N, H, W, 3) uint8 RGB."""
+    if video.ndim != 5 or video.shape[0] != 1 or video.shape[1] != 3:
+        raise GenerateError(f"decoded video must be (1, 3, N, H, W), got {tuple(video.shape)}")
+    x = ((video[0].float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)  # (3, N, H, W)
+    return rearrange(x, "c n h w -> n h w c").cpu().numpy()  # (N, H, W, 3)
+
+
+class CausalGenerator:
+    """:class:`~longtake.generate.protocol.Generator` over a causal DiT, a VAE and a text encoder.
+
+    Args:
+        dit: the causal DiT (weights already loaded, on the device and dtype to run in).
+        vae: streaming video VAE; its latent channels must equal the DiT's input channels.
+        text_encoder: prompts -> (B, T, text_dim) embeddings for the DiT.
+        sigmas: the noise schedule (1-D, ending at 0); default Self-Forcing's 4 steps.
+        sampler: "few_step" (Self-Forcing / DMD inference, re-noises with fresh noise),
+            "euler" or "heun" (deterministic ODE samplers).
+        guidance_scale: classifier-free guidance; 1.0 = off (distilled checkpoints). Other
+            values use the empty prompt as the unconditional one.
+        dtype: the dtype the DiT runs in; must equal its parameter dtype (cast the model at
+            the entry point, not here).
+        name: the generator name in the manifest.
+        weights: file name -> sha256 of the weights used, for the manifest.
+
+    Attributes:
+        frames_per_chunk: output frames of every chunk after the first (``t * F``).
+        first_chunk_frames: output frames of the first chunk (``1 + t * (F - 1)``; the causal
+            VAE's first latent frame stands for one pixel frame).
+        latent_frames_per_chunk: F, the DiT's latent frames per chunk.
+        cache: the KV cache of the current (or last) stream, None before the first; for
+            inspection and for the memory module (read it between chunks only).
+    """
+
+    def __init__(
+        self,
+        dit: CausalWanDiT,
+        vae: VideoVAE,
+        text_encoder: TextEncoder,
+        *,
+        sigmas: Tensor | list[float] | None = None,
+        sampler: SamplerName = "few_step",
+        guidance_scale: float = 1.0,
+        dtype: torch.dtype = torch.float32,
+        name: str = "builtin",
+        weights: dict[str, str] | None = None,
+    ) -> None:
+        cfg = dit.config
+        if sampler not in _SAMPLERS:
+            raise GenerateError(f"sampler must be one of {sorted(_SAMPLERS)}, got {sampler!r}")
+        if vae.latent_channels != cfg.in_channels or cfg.out_channels != cfg.in_channels:
+            raise GenerateError(
+                f"the VAE has {vae.latent_channels} latent channels but the DiT takes {cfg.in_channels} "
+                f"and predicts {cfg.out_channels}; use a DiT preset that matches the VAE"
+            )
+        if text_encoder.dim != cfg.text_dim:
+            raise GenerateError(f"the text encoder gives {text_encoder.dim}-dim embeddings but the DiT expects text_dim={cfg.text_dim}")
+        model_dtype = _module_dtype(dit, dtype)
+        if model_dtype != dtype:
+            raise GenerateError(f"dtype={dtype} but the DiT's parameters are {model_dtype}; cast the model with .to({dtype}) first")
+        s = torch.as_tensor(sigmas if sigmas is not None else self_forcing_sigmas(), dtype=torch.float32).flatten()
+        if s.numel() < 2 or float(s[-1]) != 0.0:
+            raise GenerateError(f"sigmas must hold at least 2 values and end at 0, got {s.tolist()}")
+        self.dit = dit
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.sigmas = s
+        self.sampler = sampler
+        self.guidance_scale = float(guidance_scale)
+        self.dtype = dtype
+        self.name = name
+        self.weights = dict(weights or {})
+        t = vae.temporal_factor
+        self.latent_frames_per_chunk = cfg.frames_per_chunk
+        self.frames_per_chunk = t * cfg.frames_per_chunk
+        self.first_chunk_frames = vae.frames_for_latents(cfg.frames_per_chunk)
+        self._prompts: OrderedDict[str, PromptKV] = OrderedDict()
+        self._uncond: PromptKV | None = None
+        self._state: dict[str, Any] | None = None
+        self.cache: KVCache | None = None
+
+    # ------------------------------------------------------------------ protocol
+    def info(self) -> GeneratorInfo:
+        cfg = self.dit.config
+        dit = dataclasses.asdict(cfg)
+        dit["patch_size"] = list(cfg.patch_size)
+        settings = {
+            "sigmas": [round(float(x), 6) for x in self.sigmas],
+            "sampler": self.sampler,
+            "guidance_scale": self.guidance_scale,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "dit": dit,
+            "vae": {
+                "latent_channels": self.vae.latent_channels,
+                "spatial_factor": self.vae.spatial_factor,
+                "temporal_factor": self.vae.temporal_factor,
+            },
+            "text": {"dim": self.text_encoder.dim, "max_tokens": self.text_encoder.max_tokens},
+            "frames_per_chunk": self.frames_per_chunk,
+            "first_chunk_frames": self.first_chunk_frames,
+            "shot_cut": "keep_cache",
+        }
+        return GeneratorInfo(self.name, "learned", weights=dict(self.weights), settings=settings)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State after the last yielded chunk (None before any): see the module docstring.
+
+        Keys: ``version``, ``next_chunk``, ``seed``, ``story_hash``, ``prompt`` (current prompt
+        text or None), ``cache`` (:meth:`KVCache.state_dict`, prompt K/V included), ``vae``
+        (the VAE's decoder state object). Tensors are shared with the generator but never
+        modified in place by it; ``torch.save`` the dict to keep it.
+        """
+        return self._state
+
+    def stream(self, timeline: Timeline, *, seed: int, start_chunk: int = 0, state: dict[str, Any] | None = None) -> Iterator[FrameChunk]:
+        """Yield one FrameChunk per chunk of ``timeline`` from ``start_chunk`` on, in order.
+
+        ``state`` (from :meth:`state_dict`) must be given to resume at ``start_chunk > 0`` and
+        must have been saved right before that chunk of a render of the same timeline and seed.
+        """
+        self._check_timeline(timeline)
+        if not 0 <= start_chunk <= len(timeline):
+            raise GenerateError(f"start_chunk {start_chunk} is outside the timeline's {len(timeline)} chunks")
+        device = self._device()
+        cache = self.dit.new_cache()
+        vae_state = self.vae.decoder_state()
+        prompt: str | None = None
+        if state is not None:
+            self._check_state(state, timeline, seed, start_chunk)
+            cache.load_state_dict(state["cache"])
+            cache.to(device)
+            vae_state = state["vae"]
+            prompt = state["prompt"]
+        elif start_chunk != 0:
+            raise GenerateError(f"resuming at chunk {start_chunk} needs the state saved after chunk {start_chunk - 1} (state=...)")
+        self._state = None
+        self.cache = cache
+        latent_hw = (timeline.height // self.vae.spatial_factor, timeline.width // self.vae.spatial_factor)
+        for chunk in timeline.chunks[start_chunk:]:
+            frames, vae_state, prompt = self._chunk(chunk, cache, vae_state, prompt, seed, latent_hw, device)
+            self._state = {
+                "version": _STATE_VERSION,
+                "next_chunk": chunk.index + 1,
+                "seed": int(seed),
+                "story_hash": timeline.story_hash,
+                "prompt": prompt,
+                "cache": cache.state_dict(),
+                "vae": vae_state,
+            }
+            yield FrameChunk(chunk, frames)
+
+    # ------------------------------------------------------------------ hooks
+    def _on_switch(self, chunk: Chunk, cache: KVCache) -> None:
+        """Called after the cache's prompt changed to ``chunk.prompt`` at a prompt switch.
+
+        Does nothing here: the cached frames keep the K/V computed under the old prompt.
+        LongLive re-computes the cached frames' K/V under the new prompt (KV re-cache) so the
+        switch takes effect at once; that belongs to the memory module, which overrides this.
+        """
+
+    # ------------------------------------------------------------------ internals
+    def _device(self) -> torch.device:
+        p = next(self.dit.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def _check_timeline(self, timeline: Timeline) -> None:
+        want = (self.first_chunk_frames, self.frames_per_chunk)
+        if (timeline.first_chunk_frames, timeline.frames_per_chunk) != want:
+            raise GenerateError(
+                f"timeline '{timeline.title}' was planned with {timeline.first_chunk_frames} frames in the first chunk "
+                f"and {timeline.frames_per_chunk} in the others, but generator '{self.name}' makes {want[0]} and {want[1]} "
+                f"({self.latent_frames_per_chunk} latent frames x temporal factor {self.vae.temporal_factor}); "
+                f"plan with frames_per_chunk={want[1]}, first_chunk_frames={want[0]}"
+            )
+        for c in timeline.chunks:
+            expected = want[0] if c.index == 0 else want[1]
+            if c.num_frames != expected:
+                raise GenerateError(f"timeline chunk {c.index} has {c.num_frames} frames; generator '{self.name}' makes {expected}")
+        _, ph, pw = self.dit.config.patch_size
+        s = self.vae.spatial_factor
+        if timeline.height % (s * ph) or timeline.width % (s * pw):
+            raise GenerateError(
+                f"video size {timeline.width}x{timeline.height} must be a multiple of {s * pw}x{s * ph} "
+                f"(VAE spatial factor {s} x DiT patch {pw}x{ph})"
+            )
+
+    def _check_state(self, state: dict[str, Any], timeline: Timeline, seed: int, start_chunk: int) -> None:
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise GenerateError(f"resume state is not a CausalGenerator state of version {_STATE_VERSION}")
+        problems = []
+        if state["next_chunk"] != start_chunk:
+            problems.append(f"it was saved before chunk {state['next_chunk']}, not {start_chunk}")
+        if state["seed"] != int(seed):
+            problems.append(f"it was saved with seed {state['seed']}, not {seed}")
+        if state["story_hash"] != timeline.story_hash:
+            problems.append("it was saved while rendering another story")
+        if problems:
+            raise GenerateError("cannot resume from this state: " + "; ".join(problems))
+
+    def _prompt_kv(self, text: str, device: torch.device) -> PromptKV:
+        """Cross-attention K/V of one prompt, computed once per distinct (normalised) text."""
+        key = self.text_encoder.cache_key(text)
+        kv = self._prompts.get(key)
+        if kv is None:
+            emb, _ = self.text_encoder.encode([text])  # (1, T, text_dim); padding is zero
+            kv = self.dit.encode_prompt(emb.to(device))
+            self._prompts[key] = kv
+            while len(self._prompts) > _PROMPT_CACHE_ENTRIES:
+                self._prompts.popitem(last=False)
+        self._prompts.move_to_end(key)
+        return kv
+
+    def _denoiser(self, device: torch.device) -> Denoiser:
+        if self.guidance_scale == 1.0:
+            return Denoiser(self.dit, dtype=self.dtype)
+        if self._uncond is None:
+            self._uncond = self._prompt_kv("", device)
+        return Denoiser(self.dit, guidance_scale=self.guidance_scale, uncond_text=self._uncond, dtype=self.dtype)
+
+    @torch.inference_mode()
+    def _chunk(
+        self,
+        chunk: Chunk,
+        cache: KVCache,
+        vae_state: Any,
+        prompt: str | None,
+        seed: int,
+        latent_hw: tuple[int, int],
+        device: torch.device,
+    ) -> tuple[np.ndarray, Any, str]:
+        """Generate, cache and decode one chunk -> frames (N, H, W, 3) uint8, VAE state, prompt."""
+        if chunk.prompt != prompt or cache.prompt is None:
+            cache.set_prompt(self._prompt_kv(chunk.prompt, device))
+            if prompt is not None:
+                self._on_switch(chunk, cache)
+            prompt = chunk.prompt
+        if chunk.cut:
+            log.debug("chunk %d: shot cut, cache kept (%d frames)", chunk.index, cache.num_frames)
+        gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk.index))
+        cfg = self.dit.config
+        shape = (1, cfg.in_channels, self.latent_frames_per_chunk, *latent_hw)  # (B, C, F, H, W)
+        noise = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
+        den = self._denoiser(device)
+        extra = {"cache": cache}
+        if self.sampler == "few_step":
+            x0 = sample_few_step(den, noise, self.sigmas, generator=gen, extra=extra)
+        else:
+            x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
+        den.write_cache(x0, cache)
+        latent = x0.to(_module_dtype(self.vae, torch.float32))
+        video, vae_state = self.vae.decode_chunk(latent, vae_state)  # (1, 3, N, Hp, Wp)
+        frames = to_uint8(video)
+        if frames.shape[0] != chunk.num_frames:
+            raise GenerateError(f"chunk {chunk.index}: the VAE decoded {frames.shape[0]} frames, the timeline wants {chunk.num_frames}")
+        return frames, vae_state, prompt
