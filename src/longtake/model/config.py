@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from longtake.model.errors import ModelError
+from longtake.model.loading import check_fields
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,7 @@ class DiTConfig:
 
     def replace(self, **changes) -> "DiTConfig":
         """``dataclasses.replace`` with a ModelError for unknown field names."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ModelError(f"unknown DiTConfig field(s) {unknown}; known: {sorted(known)}")
+        check_fields(type(self), changes, ModelError)
         return dataclasses.replace(self, **changes)
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as nnf
 from einops import rearrange
 from torch import nn
 
+from longtake.model.loading import config_from_dict
 from longtake.model.text_encoder import TextEncoderError
 from longtake.model.tokenizer import Tokenizer
 
@@ -56,11 +57,7 @@ class BuiltinTextConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BuiltinTextConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TextEncoderError(f"unknown BuiltinTextConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, TextEncoderError)
 
 
 TEXT_PRESETS: dict[str, BuiltinTextConfig] = {"builtin": BuiltinTextConfig()}

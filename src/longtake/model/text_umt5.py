@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from longtake.model.loading import require_model_folder
 from longtake.model.text_encoder import TextEncoderError
 
 log = logging.getLogger(__name__)
@@ -60,14 +61,10 @@ class UMT5TextEncoder:
         """
         folder = Path(path).expanduser()
         tok_folder = Path(tokenizer_path).expanduser() if tokenizer_path is not None else folder
-        for what, p in (("UMT5 text encoder", folder), ("UMT5 tokenizer", tok_folder)):
-            if not p.is_dir():
-                raise TextEncoderError(
-                    f"{what} not found: {p} is not a folder. Pass the local path of the Wan2.1 "
-                    "'text_encoder' (and 'tokenizer') folders; longtake never downloads weights."
-                )
-        if not (folder / "config.json").is_file():
-            raise TextEncoderError(f"{folder} has no config.json; expected a transformers UMT5EncoderModel folder")
+        hint = "Pass the local path of the Wan2.1 'text_encoder' (and 'tokenizer') folders"
+        require_model_folder(folder, "UMT5 text encoder", hint, TextEncoderError)
+        if not tok_folder.is_dir():
+            raise TextEncoderError(f"UMT5 tokenizer not found: {tok_folder} is not a folder. {hint}; longtake never downloads weights.")
         try:
             from transformers import AutoTokenizer, UMT5EncoderModel
         except ImportError as err:  # pragma: no cover - depends on the environment

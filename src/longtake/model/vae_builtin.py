@@ -32,6 +32,7 @@ import torch.nn.functional as nnf
 from einops import rearrange, repeat
 from torch import nn
 
+from longtake.model.loading import config_from_dict
 from longtake.model.vae import VAEError, VideoVAE
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,7 @@ class BuiltinVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BuiltinVAEConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise VAEError(f"unknown BuiltinVAEConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, VAEError)
 
 
 VAE_PRESETS: dict[str, BuiltinVAEConfig] = {

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from longtake.model.loading import require_model_folder
 from longtake.model.vae import VAEError, VideoVAE
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,7 @@ class WanVAE(VideoVAE):
         """
         root = Path(path).expanduser()
         folder = root / subfolder if subfolder else root
-        if not folder.is_dir():
-            raise VAEError(
-                f"Wan VAE weights not found: {folder} is not a folder. Pass the local path of an "
-                "AutoencoderKLWan (the 'vae' folder of Wan2.1-T2V-1.3B-Diffusers); longtake never downloads."
-            )
-        if not (folder / "config.json").is_file():
-            raise VAEError(f"Wan VAE folder {folder} has no config.json; expected a diffusers AutoencoderKLWan folder")
+        require_model_folder(folder, "Wan VAE", "Pass the local path of an AutoencoderKLWan (the 'vae' folder of Wan2.1-T2V-1.3B-Diffusers)", VAEError)
         try:
             from diffusers import AutoencoderKLWan
         except ImportError as err:  # pragma: no cover - depends on the environment
