@@ -31,13 +31,11 @@ temporary file and renamed, so a killed run resumes by skipping the shards alrea
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import logging
 import os
 import tarfile
-import tempfile
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -47,9 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from longtake.atomic import atomic_output, write_text_atomic
 from longtake.plan import plan
 from longtake.plan.timeline import Chunk
 from longtake.script.schema import Story
+from longtake.video.manifest import sha256_file
 from longtake.world.errors import WorldError
 from longtake.world.sampler import SPLIT_KEYS, HELDOUT_SEED_OFFSET, sample_story
 from longtake.world.vocab import stable_seed
@@ -271,40 +271,22 @@ def story_clips(story: Story, config: ShardConfig, j: int) -> Iterator[tuple[str
 
 
 def _write_shard(path: Path, config: ShardConfig, i: int, progress: Callable[[int], None]) -> int:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     clips = 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for j in config.shard_stories(i):
-                    for key, meta, npz in story_clips(config.story(j), config, j):
-                        _add_member(tar, f"{key}.json", meta)
-                        _add_member(tar, f"{key}.npz", npz)
-                        clips += 1
-                    progress(clips)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shards are shared data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        with tarfile.open(fileobj=fh, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for j in config.shard_stories(i):
+                for key, meta, npz in story_clips(config.story(j), config, j):
+                    _add_member(tar, f"{key}.json", meta)
+                    _add_member(tar, f"{key}.npz", npz)
+                    clips += 1
+                progress(clips)
+        fh.flush()
+        os.fsync(fh.fileno())
     return clips
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_json(path: Path, data: Any) -> None:
-    from longtake.script.load import write_text_atomic
-
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.chmod(path, 0o644)
 
 
 def write_shards(
@@ -366,7 +348,7 @@ def write_shards(
 
             n = _write_shard(path, config, i, report)
         clips_total += n
-        shards.append({"file": path.name, "clips": n, "stories": [members.start, members.stop], "sha256": _sha256(path)})
+        shards.append({"file": path.name, "clips": n, "stories": [members.start, members.stop], "sha256": sha256_file(path)})
         log.info("%s %s: %d clips", "kept" if skipped else "wrote", path.name, n)
 
     params = [config.story_params(j) for j in range(num_stories)]
