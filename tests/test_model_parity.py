@@ -180,3 +180,47 @@ def test_wan_preset_state_dict_matches_diffusers_wan21_1_3b():
     theirs = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == theirs
     assert 1.2e9 < sum(p.numel() for p in ours.parameters()) < 1.5e9
+
+
+# --------------------------------------------------------------------------- compact RoPE
+def test_compact_positions_stream_equals_short_pass_over_attended_frames():
+    """With compact positions, every chunk of a long stream computes what a fresh short pass
+    over exactly the frames it attends to [sink | window | chunk] computes: a chunk at any
+    depth of the video sees the layout of a short training clip."""
+    model = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
+    cfg = model.config
+    fpc, num_chunks = cfg.frames_per_chunk, 8
+    torch.manual_seed(5)
+    x0 = torch.randn(1, cfg.in_channels, num_chunks * fpc, 4, 4)
+    noisy = 0.3 * x0 + 0.7 * torch.randn_like(x0)
+    text = torch.randn(1, 5, cfg.text_dim)
+    cache = model.new_cache()
+    cache.set_prompt(model.encode_prompt(text))
+    with torch.no_grad():
+        for c in range(num_chunks):
+            sl = slice(c * fpc, (c + 1) * fpc)
+            held = cache.frame_indices  # sink + window frames, in view order
+            v_stream = model(noisy[:, :, sl], 0.7, cache=cache)
+            short = torch.cat([x0[:, :, held], noisy[:, :, sl]], dim=2)
+            sig = torch.tensor([[0.0] * len(held) + [0.7] * fpc])
+            v_short = model(short, sig, text, mode="causal")[:, :, -fpc:]
+            torch.testing.assert_close(v_stream, v_short, atol=ATOL, rtol=0)
+            model(x0[:, :, sl], 0.0, cache=cache, write_cache=True)
+    assert cache.frame_indices == [0, 1, 14, 15]
+    # Absolute positions give a different result deep in the video (the sink is far away).
+    absolute = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2)
+    cache_a = absolute.new_cache()
+    cache_a.set_prompt(absolute.encode_prompt(text))
+    with torch.no_grad():
+        for c in range(num_chunks - 1):
+            absolute(x0[:, :, c * fpc:(c + 1) * fpc], 0.0, cache=cache_a, write_cache=True)
+        v_abs = absolute(noisy[:, :, -fpc:], 0.7, cache=cache_a)
+    assert (v_abs - v_stream).abs().max() > 1e-3
+
+
+def test_compact_full_window_pass_is_bounded():
+    from longtake.model import ModelError
+
+    model = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
+    with pytest.raises(ModelError, match="compact RoPE"):
+        model(torch.randn(1, 4, 8, 4, 4), 0.5, torch.randn(1, 3, 32), mode="causal_window")

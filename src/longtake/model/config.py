@@ -48,6 +48,13 @@ class DiTConfig:
     frames_per_chunk: int = 3
     sink_frames: int | None = None  # None -> frames_per_chunk (the first chunk is the sink)
     local_window_frames: int | None = 9
+    # RoPE frame positions of what a chunk attends to. "absolute": the frame's index in the
+    # video (Wan2.1 / Self-Forcing; a chunk at minute 10 sees the sink ~2400 positions away,
+    # a distance never seen in training). "compact": positions numbered in attention order
+    # [sink | memory | window | chunk] = 0, 1, 2, ..., so every chunk of a long render sees
+    # the same relative layout as a chunk of a short training clip (longtake's built-in
+    # model; it is what makes per-frame quality independent of video length).
+    rope_positions: str = "absolute"
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -58,6 +65,8 @@ class DiTConfig:
             problems.append(f"patch_size must be (1, ph, pw) (one latent frame per token frame), got {self.patch_size}")
         if self.head_dim % 2 or self.head_dim < 6:
             problems.append(f"head_dim must be even and >= 6 for 3D RoPE, got {self.head_dim}")
+        if self.rope_positions not in ("absolute", "compact"):
+            problems.append(f"rope_positions must be 'absolute' or 'compact', got {self.rope_positions!r}")
         if self.qk_norm != "rms_norm_across_heads":
             problems.append(f"qk_norm must be 'rms_norm_across_heads' (the only kind Wan uses), got {self.qk_norm!r}")
         for name in ("in_channels", "out_channels", "num_layers", "num_heads", "ffn_dim", "text_dim", "freq_dim", "frames_per_chunk"):
@@ -116,6 +125,7 @@ PRESETS: dict[str, DiTConfig] = {
         rope_max_seq_len=1024,
         frames_per_chunk=3,
         local_window_frames=9,
+        rope_positions="compact",
     ),
     # Unit tests: seconds on CPU.
     "tiny": DiTConfig(

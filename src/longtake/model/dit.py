@@ -146,18 +146,23 @@ class WanBlock(nn.Module):
         text_kv: KV,
         prefix: KV | None = None,
         mask: Tensor | None = None,
+        prefix_rope: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, KV]:
         """h (B, L, D); mod (B, F, 6, D) float32 per-frame modulation; rope cos/sin (L, Dh/2);
-        text_kv cross-attention K/V (B, Nh, T, Dh); prefix cached K/V (B, Nh, Lp, Dh).
-        Returns the new h (B, L, D) and this chunk's self-attention (K, V), (B, Nh, L, Dh)."""
+        text_kv cross-attention K/V (B, Nh, T, Dh); prefix cached K/V (B, Nh, Lp, Dh) with
+        keys not rotated, and ``prefix_rope`` cos/sin (Lp, Dh/2) to rotate them.
+        Returns the new h (B, L, D) and this chunk's self-attention (K, V), (B, Nh, L, Dh),
+        keys not rotated (what the KV cache stores)."""
         frames = mod.shape[1]
         shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table.float()[None] + mod).unbind(2)  # 6 x (B, F, D)
 
         # 1. Self-attention over [cache prefix | this input], block-causal by the mask.
         x = modulate(layer_norm_fp32(h, self.eps), shift, scale, frames).to(h.dtype)  # (B, L, D)
         q = apply_rope(self.attn1.query(x), *rope)  # (B, Nh, L, Dh)
-        k, v = self.attn1.key_value(x)  # (B, Nh, L, Dh)
-        k = apply_rope(k, *rope)
+        k_raw, v = self.attn1.key_value(x)  # (B, Nh, L, Dh)
+        k = apply_rope(k_raw, *rope)
+        if prefix is not None and prefix_rope is not None:
+            prefix = (apply_rope(prefix[0], *prefix_rope), prefix[1])  # (B, Nh, Lp, Dh)
         o = self.attn1.output(attend(q, k, v, prefix=prefix, mask=mask))  # (B, L, D)
         h = (h.float() + gated(o.float(), gate, frames)).to(h.dtype)
 
@@ -168,7 +173,7 @@ class WanBlock(nn.Module):
         # 3. Feed-forward.
         x = modulate(layer_norm_fp32(h, self.eps), c_shift, c_scale, frames).to(h.dtype)  # (B, L, D)
         h = (h.float() + gated(self.ffn(x).float(), c_gate, frames)).to(h.dtype)
-        return h, (k, v)
+        return h, (k_raw, v)
 
 
 class CausalWanDiT(nn.Module):
@@ -232,8 +237,11 @@ class CausalWanDiT(nn.Module):
             sigma: noise level(s) in [0, 1]: scalar, (B,), or (B, F) one per frame.
             text: (B, T, text_dim) text embeddings, or a PromptKV from :meth:`encode_prompt`;
                 None uses ``cache.prompt``.
-            frame_offset: absolute index of x's first frame (RoPE, sink membership);
-                defaults to ``cache.next_frame`` with a cache, else 0.
+            frame_offset: absolute index of x's first frame (sink membership, and the RoPE
+                position with ``rope_positions="absolute"``); defaults to
+                ``cache.next_frame`` with a cache, else 0. With "compact" positions x's first
+                frame sits right after the cached frames it attends to (position
+                ``cache.view_frames``), or at ``frame_offset`` without a cache.
             cache: K/V of previous frames to attend to (read-only unless ``write_cache``).
             write_cache: append this pass's K/V to ``cache`` and commit (the sigma=0 pass).
             mode: "causal" block-causal by chunk of ``frames_per_chunk`` frames;
@@ -280,7 +288,20 @@ class CausalWanDiT(nn.Module):
         temb = rearrange(temb, "(b f) d -> b f d", b=B)  # (B, F, D)
         mod = rearrange(mod.float(), "(b f) (six d) -> b f six d", b=B, six=6)  # (B, F, 6, D)
 
-        rope = self.rope(frames, H // ph, W // pw, frame_offset=frame_offset, device=x.device)  # 2 x (L, Dh/2)
+        compact = cfg.rope_positions == "compact"
+        rope_offset = cache.view_frames if (compact and cache is not None) else frame_offset
+        rope = self.rope(frames, H // ph, W // pw, frame_offset=rope_offset, device=x.device)  # 2 x (L, Dh/2)
+        prefix_rope = None
+        if cache is not None and cache.view_frames:
+            positions = tuple(range(cache.view_frames)) if compact else tuple(cache.view_positions())
+            prefix_rope = self.rope.at(positions, H // ph, W // pw, device=x.device)  # 2 x (Lp, Dh/2)
+        if compact and cache is None and mode == "causal_window" and cfg.local_window_frames is not None:
+            limit = cfg.sink_frames + cfg.local_window_frames
+            if frames > limit:
+                raise ModelError(
+                    f"with compact RoPE positions a full causal_window pass covers at most sink + window = {limit} frames, "
+                    f"got {frames}; stream longer videos chunk by chunk with a KV cache"
+                )
 
         prefix_tokens = 0 if cache is None else cache.num_tokens
         mask = None
@@ -299,9 +320,9 @@ class CausalWanDiT(nn.Module):
         for i, block in enumerate(self.blocks):
             prefix = cache.view(i) if cache is not None else None
             if self.gradient_checkpointing and torch.is_grad_enabled() and not write_cache:
-                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, use_reentrant=False)
+                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, use_reentrant=False)
             else:
-                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask)
+                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope)
             if write_cache:
                 cache.append(i, kv[0], kv[1], frames)
         if write_cache:

@@ -9,8 +9,10 @@ What one layer's attention sees, in order: ``[sink | memory | local window]``
   - sink: the first ``sink_frames`` frames of the video, kept forever;
   - memory: an optional segment set from outside (``set_memory``; MemFlow's memory bank);
   - local: the most recent ``window_frames`` frames before the next chunk.
-Keys are stored after RoPE (absolute frame positions baked in), in SDPA layout
-(B, Nh, L, Dh). The number of tokens is bounded by ``(sink_frames + window_frames) *
+Keys are stored *before* RoPE, in SDPA layout (B, Nh, L, Dh); the DiT rotates them when it
+reads them, at the positions :meth:`KVCache.view_positions` gives (absolute) or at their
+order in the view (compact; ``DiTConfig.rope_positions``). Stored raw, a frame's key can be
+moved to any position (memory bank, compact positions) without undoing a rotation. The number of tokens is bounded by ``(sink_frames + window_frames) *
 tokens_per_frame`` (plus the memory segment) whatever the video length.
 
 Re-cache after a prompt switch (LongLive): ``clear_prompt``/``set_prompt`` the new prompt,
@@ -93,6 +95,7 @@ class KVCache:
         self._local: list[KV | None] = [None] * self.num_layers
         self._memory: list[KV | None] = [None] * self.num_layers
         self._appended: list[int | None] = [None] * self.num_layers  # frames appended since last commit
+        self.memory_positions: list[int] = []  # absolute position of each memory-segment frame
         self.next_frame = 0  # absolute latent-frame index of the next chunk (RoPE offset)
         self.sink_count = 0  # frames in the sink
         self.local_count = 0  # frames in the local window
@@ -114,7 +117,7 @@ class KVCache:
     def append(self, layer: int, k: Tensor, v: Tensor, frames: int) -> None:
         """Add the K/V of ``frames`` new frames (starting at ``next_frame``) to one layer.
 
-        k, v: (B, Nh, frames * tokens_per_frame, Dh), keys already RoPE-rotated. Call once
+        k, v: (B, Nh, frames * tokens_per_frame, Dh), keys not yet RoPE-rotated. Call once
         per layer, then :meth:`commit`.
         """
         if not 0 <= layer < self.num_layers:
@@ -159,12 +162,25 @@ class KVCache:
                 self._local[layer] = (kv[0][:, :, kv[0].shape[2] - keep :].clone(), kv[1][:, :, kv[1].shape[2] - keep :].clone())
         self.local_count = self.window_frames
 
-    def set_memory(self, layer: int, k: Tensor, v: Tensor) -> None:
-        """Set the memory segment of one layer (placed between sink and window); (B, Nh, Lm, Dh)."""
+    def set_memory(self, layer: int, k: Tensor, v: Tensor, positions: list[int] | None = None) -> None:
+        """Set the memory segment of one layer (placed between sink and window); (B, Nh, Lm, Dh),
+        keys not rotated. ``positions``: the absolute frame index of each memory frame (used
+        with absolute RoPE positions; the same for every layer); None keeps the last ones set,
+        or numbers the frames right after the sink."""
+        if self.tokens_per_frame is not None and k.shape[2] % self.tokens_per_frame:
+            raise ModelError(f"KVCache.set_memory: {k.shape[2]} tokens are not whole frames of {self.tokens_per_frame}")
         self._memory[layer] = (k, v)
+        frames = k.shape[2] // (self.tokens_per_frame or k.shape[2] or 1)
+        if positions is not None:
+            if len(positions) != frames:
+                raise ModelError(f"KVCache.set_memory: {len(positions)} positions for {frames} memory frames")
+            self.memory_positions = [int(p) for p in positions]
+        elif len(self.memory_positions) != frames:
+            self.memory_positions = list(range(self.sink_count, self.sink_count + frames))
 
     def clear_memory(self) -> None:
         self._memory = [None] * self.num_layers
+        self.memory_positions = []
 
     # ----------------------------------------------------------------- prompt
     def set_prompt(self, prompt: PromptKV) -> None:
@@ -212,6 +228,16 @@ class KVCache:
         return 0 if kv is None else kv[0].shape[2]
 
     @property
+    def view_frames(self) -> int:
+        """Frames one layer attends to from the cache: sink + memory + local."""
+        return self.sink_count + len(self.memory_positions) + self.local_count
+
+    def view_positions(self) -> list[int]:
+        """Absolute frame position of every frame of :meth:`view`, in view order [sink | memory | local]."""
+        local = list(range(self.next_frame - self.local_count, self.next_frame))
+        return list(range(self.sink_count)) + list(self.memory_positions) + local
+
+    @property
     def num_frames(self) -> int:
         """Frames held (sink + local; the memory segment is not counted)."""
         return self.sink_count + self.local_count
@@ -249,6 +275,7 @@ class KVCache:
             "sink": list(self._sink),
             "local": list(self._local),
             "memory": list(self._memory),
+            "memory_positions": list(self.memory_positions),
             "prompt": None if self.prompt is None else self.prompt.state_dict(),
         }
 
@@ -267,4 +294,5 @@ class KVCache:
         self._sink = [None if kv is None else tuple(kv) for kv in state["sink"]]
         self._local = [None if kv is None else tuple(kv) for kv in state["local"]]
         self._memory = [None if kv is None else tuple(kv) for kv in state["memory"]]
+        self.memory_positions = [int(p) for p in state.get("memory_positions", [])]
         self.prompt = None if state["prompt"] is None else PromptKV.from_state_dict(state["prompt"])

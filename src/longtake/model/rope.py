@@ -4,9 +4,12 @@ The head dimension Dh is split over (frame, height, width): height and width get
 ``2 * (Dh // 6)`` channels each, the frame axis the rest (Wan2.1; 44/42/42 for Dh=128).
 Channel pairs (2i, 2i+1) are rotated by ``pos * theta ** (-2i / d_axis)`` (RoFormer).
 
-Streaming needs absolute frame positions: a chunk that starts at latent frame ``frame_offset``
-gets frame positions ``frame_offset, frame_offset + 1, ...`` so that keys stored in the KV
-cache (already rotated) and the new chunk's queries see the right relative distances.
+Streaming: a chunk that starts at frame position ``frame_offset`` gets positions
+``frame_offset, frame_offset + 1, ...``. The KV cache stores keys *before* rotation and the
+DiT rotates them when it reads them, with positions the config chooses
+(``DiTConfig.rope_positions``): the absolute frame index (Wan / Self-Forcing), or "compact"
+positions numbered by order in the attended window, so that a chunk at minute 10 sees
+exactly the relative distances it saw in a short training clip (see config.py).
 Angles are computed in float64 (as Wan and diffusers do) and only then cast to float32;
 positions beyond ``rope_max_seq_len`` are computed exactly instead of being read from a table.
 """
@@ -40,15 +43,32 @@ def rope_cos_sin(
     theta: float = 10000.0,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """cos and sin of the rotation angles for a (frames, height, width) token grid.
+    """cos and sin of the rotation angles for a (frames, height, width) token grid whose
+    frame positions are ``frame_offset, frame_offset + 1, ...``.
 
     ``height`` and ``width`` are in tokens (after patching). Returns two float32 tensors of
     shape (L, Dh/2) with L = frames*height*width in (f, h, w) order, the order of the
     patch embedding's flattened tokens.
     """
+    positions = torch.arange(frame_offset, frame_offset + frames, dtype=torch.float64)
+    return rope_cos_sin_at(head_dim, positions, height, width, theta=theta, device=device)
+
+
+def rope_cos_sin_at(
+    head_dim: int,
+    frame_positions: Tensor | list[int],
+    height: int,
+    width: int,
+    *,
+    theta: float = 10000.0,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Like :func:`rope_cos_sin` for any frame positions (F,), e.g. the frames a KV cache
+    holds ``[sink | memory | window]``, which need not be contiguous. Returns 2 x (F*H*W, Dh/2)."""
     dt, dh, dw = rope_axis_dims(head_dim)
     # float64 is not available on MPS; the tables are tiny, so build them on the CPU.
-    f_pos = torch.arange(frame_offset, frame_offset + frames, dtype=torch.float64)
+    f_pos = torch.as_tensor(frame_positions, dtype=torch.float64).flatten()
+    frames = f_pos.shape[0]
     ang_f = _angles(f_pos, dt, theta)  # (F, dt/2)
     ang_h = _angles(torch.arange(height, dtype=torch.float64), dh, theta)  # (H, dh/2)
     ang_w = _angles(torch.arange(width, dtype=torch.float64), dw, theta)  # (W, dw/2)
@@ -89,10 +109,15 @@ class RopeTable:
         self._memo: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     def __call__(self, frames: int, height: int, width: int, *, frame_offset: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        key = (frames, height, width, frame_offset, str(device))
+        """cos/sin for frames ``frame_offset ..`` (see :func:`rope_cos_sin`)."""
+        return self.at(tuple(range(frame_offset, frame_offset + frames)), height, width, device=device)
+
+    def at(self, positions: tuple[int, ...], height: int, width: int, *, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos/sin for the given frame positions (see :func:`rope_cos_sin_at`)."""
+        key = (positions, height, width, str(device))
         hit = self._memo.pop(key, None)
         if hit is None:
-            hit = rope_cos_sin(self.head_dim, frames, height, width, frame_offset=frame_offset, theta=self.theta, device=device)
+            hit = rope_cos_sin_at(self.head_dim, list(positions), height, width, theta=self.theta, device=device)
         self._memo[key] = hit  # most recent last
         while len(self._memo) > self.max_entries:
             self._memo.pop(next(iter(self._memo)))
