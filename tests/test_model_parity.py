@@ -183,39 +183,58 @@ def test_wan_preset_state_dict_matches_diffusers_wan21_1_3b():
 
 
 # --------------------------------------------------------------------------- compact RoPE
-def test_compact_positions_stream_equals_short_pass_over_attended_frames():
-    """With compact positions, every chunk of a long stream computes what a fresh short pass
-    over exactly the frames it attends to [sink | window | chunk] computes: a chunk at any
-    depth of the video sees the layout of a short training clip."""
-    model = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
-    cfg = model.config
-    fpc, num_chunks = cfg.frames_per_chunk, 8
-    torch.manual_seed(5)
-    x0 = torch.randn(1, cfg.in_channels, num_chunks * fpc, 4, 4)
-    noisy = 0.3 * x0 + 0.7 * torch.randn_like(x0)
-    text = torch.randn(1, 5, cfg.text_dim)
+def _compact_stream(model: CausalWanDiT, x0, noisy, text, num_chunks):
+    """Stream chunk by chunk; per chunk the held frame indices and the velocity at sigma 0.7."""
+    fpc = model.config.frames_per_chunk
     cache = model.new_cache()
     cache.set_prompt(model.encode_prompt(text))
+    out = []
     with torch.no_grad():
         for c in range(num_chunks):
             sl = slice(c * fpc, (c + 1) * fpc)
-            held = cache.frame_indices  # sink + window frames, in view order
-            v_stream = model(noisy[:, :, sl], 0.7, cache=cache)
-            short = torch.cat([x0[:, :, held], noisy[:, :, sl]], dim=2)
-            sig = torch.tensor([[0.0] * len(held) + [0.7] * fpc])
-            v_short = model(short, sig, text, mode="causal")[:, :, -fpc:]
-            torch.testing.assert_close(v_stream, v_short, atol=ATOL, rtol=0)
+            held = cache.frame_indices
+            out.append((held, model(noisy[:, :, sl], 0.7, cache=cache)))
             model(x0[:, :, sl], 0.0, cache=cache, write_cache=True)
-    assert cache.frame_indices == [0, 1, 14, 15]
-    # Absolute positions give a different result deep in the video (the sink is far away).
-    absolute = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2)
-    cache_a = absolute.new_cache()
-    cache_a.set_prompt(absolute.encode_prompt(text))
+    return out
+
+
+def test_compact_positions_stream_equals_short_pass_over_attended_frames():
+    """With compact positions a chunk deep in the video computes what a fresh short pass over
+    exactly the frames it attends to [sink | window | chunk] computes (one layer, where cached
+    K/V depend on their own frame only): any chunk sees the layout of a short training clip."""
+    torch.manual_seed(5)
+    x0 = torch.randn(1, 4, 16, 4, 4)
+    noisy = 0.3 * x0 + 0.7 * torch.randn_like(x0)
+    text = torch.randn(1, 5, 32)
+    model = tiny_model(num_layers=1, frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
+    stream = _compact_stream(model, x0, noisy, text, 8)
     with torch.no_grad():
-        for c in range(num_chunks - 1):
-            absolute(x0[:, :, c * fpc:(c + 1) * fpc], 0.0, cache=cache_a, write_cache=True)
-        v_abs = absolute(noisy[:, :, -fpc:], 0.7, cache=cache_a)
-    assert (v_abs - v_stream).abs().max() > 1e-3
+        for c, (held, v_stream) in enumerate(stream):
+            short = torch.cat([x0[:, :, held], noisy[:, :, 2 * c:2 * c + 2]], dim=2)
+            sig = torch.tensor([[0.0] * len(held) + [0.7] * 2])
+            v_short = model(short, sig, text, mode="causal_window")[:, :, -2:]
+            torch.testing.assert_close(v_stream, v_short, atol=ATOL, rtol=0)
+    assert stream[-1][0] == [0, 1, 12, 13]
+    # Absolute positions: the same before any eviction, different deep in the video.
+    absolute = tiny_model(num_layers=1, frames_per_chunk=2, local_window_frames=4, sink_frames=2)
+    stream_a = _compact_stream(absolute, x0, noisy, text, 8)
+    torch.testing.assert_close(stream_a[1][1], stream[1][1], atol=ATOL, rtol=0)
+    assert (stream_a[-1][1] - stream[-1][1]).abs().max() > 1e-3
+
+
+def test_compact_equals_absolute_before_the_window_fills():
+    torch.manual_seed(6)
+    x0 = torch.randn(1, 4, 8, 4, 4)
+    noisy = 0.3 * x0 + 0.7 * torch.randn_like(x0)
+    text = torch.randn(1, 5, 32)
+    kw = dict(frames_per_chunk=2, local_window_frames=6, sink_frames=2)
+    compact = _compact_stream(tiny_model(rope_positions="compact", **kw), x0, noisy, text, 4)
+    absolute = _compact_stream(tiny_model(**kw), x0, noisy, text, 4)
+    for (h1, v1), (h2, v2) in zip(compact, absolute):
+        assert h1 == h2
+    # chunks 0..3 attend to frames 0..7 at the same positions (no eviction yet)
+    for (_, v1), (_, v2) in zip(compact[:4], absolute[:4]):
+        torch.testing.assert_close(v1, v2, atol=ATOL, rtol=0)
 
 
 def test_compact_full_window_pass_is_bounded():
