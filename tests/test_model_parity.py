@@ -243,3 +243,17 @@ def test_compact_full_window_pass_is_bounded():
     model = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
     with pytest.raises(ModelError, match="compact RoPE"):
         model(torch.randn(1, 4, 8, 4, 4), 0.5, torch.randn(1, 3, 32), mode="causal_window")
+
+
+def test_per_chunk_prompts_equal_separate_prompts():
+    """A (B, K, T, D) text gives chunk k the k-th prompt: in causal mode each chunk's output
+    equals a pass where that prompt is used for every frame."""
+    model = tiny_model()
+    torch.manual_seed(7)
+    x = torch.randn(1, 4, 4, 4, 4)  # 2 chunks of 2 frames
+    texts = torch.randn(1, 2, 3, 32)
+    with torch.no_grad():
+        both = model(x, 0.4, texts, mode="causal")
+        first = model(x, 0.4, texts[:, 0], mode="causal")
+    torch.testing.assert_close(both[:, :, :2], first[:, :, :2], atol=ATOL, rtol=0)
+    assert (both[:, :, 2:] - first[:, :, 2:]).abs().max() > 1e-4

@@ -166,9 +166,17 @@ class WanBlock(nn.Module):
         o = self.attn1.output(attend(q, k, v, prefix=prefix, mask=mask))  # (B, L, D)
         h = (h.float() + gated(o.float(), gate, frames)).to(h.dtype)
 
-        # 2. Cross-attention on the (cached) prompt.
+        # 2. Cross-attention on the (cached) prompt; a prompt per chunk when the prompt K/V
+        #    hold B*K rows for K chunks (training on clips that cross a prompt switch).
         x = self.norm2(h.float()).to(h.dtype)
-        h = h + self.attn2.output(attend(self.attn2.query(x), *text_kv))  # (B, L, D)
+        q2 = self.attn2.query(x)  # (B, Nh, L, Dh)
+        per_chunk = text_kv[0].shape[0] // h.shape[0]
+        if per_chunk > 1:
+            q2 = rearrange(q2, "b n (k l) d -> (b k) n l d", k=per_chunk)  # (B*K, Nh, L/K, Dh)
+            o2 = rearrange(attend(q2, *text_kv), "(b k) n l d -> b n (k l) d", k=per_chunk)  # (B, Nh, L, Dh)
+        else:
+            o2 = attend(q2, *text_kv)
+        h = h + self.attn2.output(o2)  # (B, L, D)
 
         # 3. Feed-forward.
         x = modulate(layer_norm_fp32(h, self.eps), c_shift, c_scale, frames).to(h.dtype)  # (B, L, D)
@@ -236,7 +244,8 @@ class CausalWanDiT(nn.Module):
             x: (B, C, F, H, W) latent frames.
             sigma: noise level(s) in [0, 1]: scalar, (B,), or (B, F) one per frame.
             text: (B, T, text_dim) text embeddings, or a PromptKV from :meth:`encode_prompt`;
-                None uses ``cache.prompt``.
+                None uses ``cache.prompt``. (B, K, T, text_dim) (or a PromptKV of B*K rows)
+                gives each of K equal groups of frames its own prompt.
             frame_offset: absolute index of x's first frame (sink membership, and the RoPE
                 position with ``rope_positions="absolute"``); defaults to
                 ``cache.next_frame`` with a cache, else 0. With "compact" positions x's first
@@ -270,7 +279,10 @@ class CausalWanDiT(nn.Module):
         tpf = cfg.tokens_per_frame(H, W)
         dtype = self.proj_out.weight.dtype
 
-        # Prompt K/V: given, computed now, or cached.
+        # Prompt K/V: given, computed now, or cached. text (B, K, T, text_dim) or a PromptKV
+        # of B*K rows gives each of K equal groups of frames (chunks) its own prompt.
+        if isinstance(text, Tensor) and text.ndim == 4:
+            text = rearrange(text, "b k t d -> (b k) t d")  # (B*K, T, text_dim)
         if text is None:
             if cache is None or cache.prompt is None:
                 raise ModelError("no text given and no prompt cached (cache.set_prompt(model.encode_prompt(text)))")
@@ -280,6 +292,9 @@ class CausalWanDiT(nn.Module):
         else:
             prompt = self.encode_prompt(text)
 
+        rows = prompt.layers[0][0].shape[0]
+        if rows % B or frames % (rows // B):
+            raise ModelError(f"the prompt has {rows} rows for a batch of {B} and {frames} frames; expected B or B*K rows with K dividing the frames")
         h = self.patch_embedding(x.to(dtype))  # (B, D, F, H/ph, W/pw)
         h = rearrange(h, "b d f h w -> b (f h w) d").contiguous()  # (B, L, D), L = F*tpf
 
