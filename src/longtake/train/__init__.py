@@ -1,1 +1,1 @@
-"""longtake.train"""
+"""Training of the built-in model on StoryWorld (never imported by inference code)."""

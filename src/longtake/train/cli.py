@@ -1,0 +1,72 @@
+"""``longtake train``: train the built-in model on StoryWorld (resumable)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from longtake.cli_common import err, out, user_errors
+
+
+@user_errors
+def train_command(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; a resumed run uses the same one).")] = Path("runs/builtin"),
+    preset: Annotated[str, typer.Option("--preset", help="Training preset: builtin (the shipped model) or smoke (seconds, for tests).")] = "builtin",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting, KEY=JSON (e.g. --set forcing_steps=2000).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: all cores).")] = None,
+    stop_after: Annotated[str | None, typer.Option("--stop-after", help="Stop after this stage: vae_data, vae, latents.")] = None,
+    install: Annotated[Path | None, typer.Option("--install", help="Copy the exported model folder here when done (e.g. src/longtake/assets/builtin).")] = None,
+) -> None:
+    """Train the VAE, text encoder and causal DiT from scratch on StoryWorld.
+
+    Kill it at any time and run the same command again: it continues from the last checkpoint.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from longtake.train.config import TrainError, get_train_preset
+    from longtake.train.runner import train
+
+    cfg = get_train_preset(preset)
+    changes = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            changes[key] = value
+    if threads is not None:
+        changes["threads"] = threads
+    cfg = cfg.replace(**changes) if changes else cfg
+    command = "longtake train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    t0 = time.monotonic()
+    with Progress(TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_event(ev) -> None:
+            if ev.stage not in tasks:
+                tasks[ev.stage] = bar.add_task(ev.stage, total=ev.total, info="")
+            info = " ".join(f"{k}={v:.4g}" for k, v in ev.metrics.items())
+            bar.update(tasks[ev.stage], completed=ev.done, total=ev.total, info=info)
+
+        model = train(out_dir, cfg, on_event=on_event, stop_after=stop_after, command=command)
+    out.print(f"done in {time.monotonic() - t0:.0f} s: {model}")
+    if install is not None and (model / "model.json").is_file():
+        import shutil
+
+        install.parent.mkdir(parents=True, exist_ok=True)
+        tmp = install.with_name(f".{install.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model, tmp)
+        if install.exists():
+            shutil.rmtree(install)
+        tmp.rename(install)
+        out.print(f"installed the model in {install}")

@@ -1,0 +1,132 @@
+"""Training settings: one frozen dataclass and named presets.
+
+``builtin`` is the schedule that makes the shipped weights on a 2-core CPU in about
+80 minutes (docs/training.md); ``smoke`` is a seconds-long run on tiny shapes for tests.
+Stages run in order and each resumes from its last checkpoint:
+
+  1. ``vae_data``  render StoryWorld training stories into frame shards (world/shards.py)
+  2. ``vae``       train the built-in autoencoder on windows of those frames
+  3. ``latents``   render more stories, planned exactly as a render plans them (first chunk
+                   9 frames, then 12), encode them with the trained VAE, write latent shards
+  4. ``forcing``   train the text encoder and the causal DiT by diffusion forcing on
+                   [sink chunk | 3 consecutive chunks] clips, a prompt per chunk
+  5. ``rollout``   Self-Forcing-style phase: the context chunks are the model's own few-step
+                   rollouts (no gradient), the next chunk learns to continue them
+  6. ``export``    the EMA weights -> a model folder (model/builtin.py format)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from longtake.errors import LongtakeError
+
+STAGES = ("vae_data", "vae", "latents", "forcing", "rollout", "export")
+
+
+class TrainError(LongtakeError):
+    """Bad training settings or a run folder that does not fit them."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (saved as ``train.json`` in the run folder)."""
+
+    seed: int = 0
+    size: int = 128
+    fps: int = 16
+    # model presets (model/config.py, model/vae_builtin.py, model/text_builtin.py)
+    dit_preset: str = "builtin"
+    dit_changes: dict = field(default_factory=dict)
+    vae_preset: str = "builtin"
+    vae_changes: dict = field(default_factory=dict)
+    text_changes: dict = field(default_factory=dict)
+    # 1-2. VAE
+    vae_stories: int = 32
+    vae_duration: tuple[float, float] = (10.0, 30.0)
+    vae_steps: int = 500
+    vae_batch: int = 6
+    vae_latent_frames: int = 2  # windows of 1 + t*(n-1) pixel frames: a first frame and one group
+    vae_crop: int | None = 64
+    vae_lr: float = 2e-3
+    # 3. latents
+    dit_stories: int = 100
+    dit_duration: tuple[float, float] = (12.0, 30.0)
+    # 4. diffusion forcing
+    clip_chunks: int = 4  # sink chunk + 3 consecutive chunks = sink + local window
+    forcing_steps: int = 700
+    forcing_batch: int = 8
+    lr: float = 5e-4
+    text_lr: float = 5e-4
+    warmup: int = 100
+    clean_context: float = 0.5  # probability that a context chunk is clean (sigma 0, no loss)
+    sigma_shift: float = 3.0
+    ema: float = 0.995
+    # 5. rollout (Self-Forcing-style)
+    rollout_steps: int = 100
+    rollout_batch: int = 4
+    rollout_lr: float = 1e-4
+    # inference schedule the rollouts (and the shipped model) use
+    sample_steps: int = 4
+    sample_shift: float = 5.0
+    # housekeeping
+    checkpoint_seconds: float = 120.0
+    log_every: int = 10
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("vae_stories", "vae_steps", "vae_batch", "dit_stories", "forcing_batch", "rollout_batch", "clip_chunks", "sample_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("forcing_steps", "rollout_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.clean_context <= 1.0:
+            problems.append(f"clean_context must be in [0, 1], got {self.clean_context}")
+        if not 0.0 <= self.ema < 1.0:
+            problems.append(f"ema must be in [0, 1), got {self.ema}")
+        if self.clip_chunks < 2:
+            problems.append("clip_chunks must be >= 2 (a sink chunk and at least one more)")
+        if problems:
+            raise TrainError("invalid training settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        from longtake.model.loading import config_from_dict
+
+        return config_from_dict(cls, data, TrainError)
+
+    def replace(self, **changes) -> "TrainConfig":
+        from longtake.model.loading import check_fields
+
+        check_fields(type(self), changes, TrainError)
+        return dataclasses.replace(self, **changes)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "builtin": TrainConfig(),
+    # Seconds on a CPU: 32x32 video, a 2-level VAE, the tiny-width DiT.
+    "smoke": TrainConfig(
+        size=32,
+        dit_preset="builtin",
+        dit_changes={"num_layers": 1, "num_heads": 2, "head_dim": 16, "ffn_dim": 64, "text_dim": 32, "in_channels": 4, "out_channels": 4},
+        vae_changes={"latent_channels": 4, "channels": [8, 8, 8], "dec_res_blocks": [1, 0, 0]},
+        text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
+        vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None,
+        dit_stories=3, dit_duration=(4.0, 6.0), forcing_steps=6, forcing_batch=2, warmup=2,
+        rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1,
+    ),
+}
+
+
+def get_train_preset(name: str) -> TrainConfig:
+    try:
+        return TRAIN_PRESETS[name]
+    except KeyError:
+        raise TrainError(f"unknown training preset {name!r}; known presets: {', '.join(sorted(TRAIN_PRESETS))}") from None

@@ -1,0 +1,189 @@
+"""Training data: VAE frame windows from StoryWorld shards, latent shards for the DiT.
+
+The DiT learns from *latent shards*: StoryWorld stories planned exactly as a render plans
+them (first chunk ``1 + t (F - 1)`` frames, then ``t F``; so shot cuts fall on chunk
+boundaries as they do at inference), rendered, and encoded chunk by chunk with the trained
+VAE. One shard holds ``stories_per_shard`` stories; each is written to a temporary file
+and renamed, so an interrupted run resumes by skipping the shards already there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from longtake.atomic import atomic_output, write_text_atomic
+from longtake.plan import plan
+from longtake.train.config import TrainConfig, TrainError
+from longtake.world.renderer import WorldRenderer
+from longtake.world.sampler import HELDOUT_SEED_OFFSET, sample_story
+from longtake.world.shards import ShardDataset
+from longtake.world.vocab import stable_seed
+
+log = logging.getLogger(__name__)
+
+STORIES_PER_LATENT_SHARD = 16
+
+
+def to_video(frames: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (1, 3, N, H, W) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)  # (N, H, W, 3)
+    return rearrange(x, "n h w c -> 1 c n h w")
+
+
+class FrameWindows:
+    """All frames of a shard folder in memory (uint8), sampled as random windows for the VAE."""
+
+    def __init__(self, root: Path) -> None:
+        self.clips = [np.ascontiguousarray(s["frames"]) for s in ShardDataset(root)]
+        if not self.clips:
+            raise TrainError(f"{root}: the shards hold no clips")
+
+    def batch(self, rng: np.random.Generator, batch: int, frames: int, crop: int | None = None) -> torch.Tensor:
+        """(B, 3, frames, crop, crop) in [-1, 1]: random windows, random square crops (the
+        VAE is convolutional; crops cut the cost of a step 4x at 64 of 128 px), a random
+        horizontal flip each. ``crop=None`` keeps whole frames."""
+        out = []
+        for _ in range(batch):
+            clip = self.clips[int(rng.integers(len(self.clips)))]
+            start = int(rng.integers(0, max(1, clip.shape[0] - frames + 1)))
+            w = clip[start : start + frames]
+            if crop is not None and crop < min(w.shape[1:3]):
+                y = int(rng.integers(0, w.shape[1] - crop + 1))
+                x = int(rng.integers(0, w.shape[2] - crop + 1))
+                w = w[:, y : y + crop, x : x + crop]
+            if w.shape[0] < frames:  # short clip: repeat its last frame
+                w = np.concatenate([w, np.repeat(w[-1:], frames - w.shape[0], axis=0)])
+            if rng.random() < 0.5:
+                w = w[:, :, ::-1]
+            out.append(to_video(w))
+        return torch.cat(out)  # (B, 3, frames, H, W)
+
+
+def latent_story(config: TrainConfig, j: int):
+    """Story ``j`` of the latent dataset (training split; its own seeds, not the VAE's)."""
+    rng = np.random.default_rng(stable_seed("longtake-latents", config.seed, j))
+    seed_j = int(rng.integers(0, HELDOUT_SEED_OFFSET, dtype=np.int64))
+    lo, hi = config.dit_duration
+    duration = lo + 0.5 * int(rng.integers(int((hi - lo) / 0.5) + 1))
+    return sample_story(seed_j, float(duration), split="train", fps=config.fps, size=(config.size, config.size))
+
+
+@torch.no_grad()
+def encode_story(story, vae, *, latent_frames: int) -> tuple[torch.Tensor, list[dict]]:
+    """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16 and
+    per-chunk metadata (prompt, entities, location, cut, switch)."""
+    t = vae.temporal_factor
+    timeline = plan(story, frames_per_chunk=t * latent_frames, first_chunk_frames=1 + t * (latent_frames - 1))
+    renderer = WorldRenderer(story)
+    lats, meta = [], []
+    for chunk in timeline.chunks:
+        frames, _ = renderer.render_chunk(chunk, masks=False)
+        video = to_video(frames)  # (1, 3, N, H, W)
+        if chunk.index > 0 and t > 1:
+            # Continuation groups of t frames are encoded independently of what came before
+            # (per-frame convs, disjoint groups): prepend any frame, drop its latent.
+            video = torch.cat([video[:, :, :1], video], dim=2)
+            z = vae.encode(video)[:, :, 1:]
+        else:
+            z = vae.encode(video)
+        if z.shape[2] != latent_frames:
+            raise TrainError(f"chunk {chunk.index}: encoded {z.shape[2]} latent frames, expected {latent_frames}")
+        lats.append(rearrange(z[0], "c f h w -> f c h w").half())
+        meta.append({"prompt": chunk.prompt, "entities": list(chunk.entities), "location": chunk.location,
+                     "cut": chunk.cut, "switch": chunk.switch})
+    return torch.cat(lats), meta
+
+
+def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: int,
+                        on_story: Callable[[int, int], None] | None = None) -> Path:
+    """Encode ``config.dit_stories`` stories into ``root``; resumable; returns index.json."""
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    n = config.dit_stories
+    shards = []
+    done = 0
+    for i in range(-(-n // STORIES_PER_LATENT_SHARD)):
+        path = root / f"latents-{i:05d}.safetensors"
+        members = range(i * STORIES_PER_LATENT_SHARD, min(n, (i + 1) * STORIES_PER_LATENT_SHARD))
+        if not path.exists():
+            tensors, metas = {}, {}
+            for j in members:
+                z, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames)
+                tensors[f"story{j:06d}"] = z.contiguous()
+                metas[f"story{j:06d}"] = meta
+                done += 1
+                if on_story:
+                    on_story(done, n)
+            with atomic_output(path) as tmp:
+                save_file(tensors, str(tmp), metadata={"chunks": json.dumps(metas)})
+        else:
+            done += len(members)
+            if on_story:
+                on_story(done, n)
+        shards.append(path.name)
+    index = root / "index.json"
+    write_text_atomic(index, json.dumps({"shards": shards, "stories": n, "latent_frames": latent_frames}, indent=1))
+    return index
+
+
+@dataclass
+class LatentStory:
+    latents: torch.Tensor  # (F_total, C, H, W) float16
+    chunks: list[dict]
+
+
+class LatentClips:
+    """All latent stories in memory; samples DiT training clips [sink chunk | consecutive chunks]."""
+
+    def __init__(self, root: Path, *, latent_frames: int) -> None:
+        from safetensors import safe_open
+
+        index = root / "index.json"
+        if not index.is_file():
+            raise TrainError(f"{root}: no index.json; the latents stage did not finish")
+        self.latent_frames = latent_frames
+        self.stories: list[LatentStory] = []
+        for name in json.loads(index.read_text(encoding="utf-8"))["shards"]:
+            with safe_open(str(root / name), framework="pt") as fh:
+                metas = json.loads((fh.metadata() or {})["chunks"])
+                for key in sorted(fh.keys()):
+                    self.stories.append(LatentStory(fh.get_tensor(key), metas[key]))
+        if not self.stories:
+            raise TrainError(f"{root}: no stories")
+
+    def clip(self, rng: np.random.Generator, clip_chunks: int, *, contiguous: float = 0.3) -> tuple[torch.Tensor, list[str]]:
+        """One clip: latents (C, clip_chunks * F, H, W) float32 and one prompt per chunk.
+
+        The first chunk is always the story's first chunk (the sink a render keeps); the rest
+        are consecutive chunks from anywhere in the story (right after the sink with
+        probability ``contiguous``), which is exactly what a chunk attends to at any depth
+        of a render with compact RoPE positions.
+        """
+        f = self.latent_frames
+        while True:
+            story = self.stories[int(rng.integers(len(self.stories)))]
+            k = len(story.chunks)
+            if k >= clip_chunks:
+                break
+        rest = clip_chunks - 1
+        j = 1 if rng.random() < contiguous else int(rng.integers(1, k - rest + 1))
+        idx = [0, *range(j, j + rest)]
+        lat = torch.cat([story.latents[c * f : (c + 1) * f] for c in idx]).float()  # (clip_chunks*F, C, H, W)
+        return rearrange(lat, "f c h w -> c f h w"), [story.chunks[c]["prompt"] for c in idx]
+
+    def batch(self, rng: np.random.Generator, batch: int, clip_chunks: int) -> tuple[torch.Tensor, list[list[str]]]:
+        """(B, C, clip_chunks * F, H, W) and B lists of prompts."""
+        clips = [self.clip(rng, clip_chunks) for _ in range(batch)]
+        return torch.stack([c[0] for c in clips]), [c[1] for c in clips]
+
+    def prompts(self) -> list[str]:
+        return [c["prompt"] for s in self.stories for c in s.chunks]
