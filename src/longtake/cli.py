@@ -173,6 +173,7 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
+app.add_typer(__import__("longtake.eval.cli", fromlist=["eval_app"]).eval_app, name="eval", help="Consistency and quality report of any video (report.json + HTML).")
 
 
 def main() -> None:
