@@ -66,15 +66,19 @@ def eval_cmd(
 
     if compare and len(videos) < 2:
         raise EvalError("--compare needs at least two videos")
+    from longtake.video.reader import probe
+
     for v in videos:
-        if not v.exists():
-            raise EvalError(f"video file {v} does not exist")
+        probe(v)  # every input is checked before any work starts: a bad one fails at once
     if output.exists() and not output.is_dir():
         raise EvalError(f"--output {output} exists and is not a folder")
     opts = EvalOptions(script=script, plan_chunk_frames=_chunking(plan_chunk_frames), segment_seconds=segment_seconds, max_side=max_side,
                        use_probes=not no_probes, probes=probes, identity_threshold=identity_threshold, dino=dino, clip=clip, dlib=dlib,
                        model_fps=model_fps)
     story = load_script(script) if script is not None else None
+    from longtake.eval.realworld import check_paths
+
+    check_paths(dino, clip, dlib)
     results = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False) as bar:

@@ -243,6 +243,31 @@ class ClipModel(FeatureModel):
         return out
 
 
+def check_dlib(path: str | Path) -> Path:
+    """The dlib folder, or EvalError when dlib or one of its model files is missing."""
+    try:
+        import dlib  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        raise EvalError("--dlib needs the dlib package, which is not installed (pip install dlib)") from None
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise EvalError(f"--dlib {folder}: no such folder; give the folder holding {' and '.join(DLIB_FILES)}")
+    missing = [f for f in DLIB_FILES if not (folder / f).is_file()]
+    if missing:
+        raise EvalError(f"--dlib {folder}: missing {', '.join(missing)}")
+    return folder
+
+
+def check_paths(dino: Path | None, clip: Path | None, dlib: Path | None) -> None:
+    """Fail early (before reading any video) on a weights folder that is not there."""
+    if dino is not None:
+        _folder(dino, "DINOv2", "--dino")
+    if clip is not None:
+        _folder(clip, "CLIP", "--clip")
+    if dlib is not None:
+        check_dlib(dlib)
+
+
 class DlibFaces:
     """dlib's 128-d face descriptors: human identity across shots, from a folder holding
     :data:`DLIB_FILES` (as shipped in ``face-recognition-models``).
@@ -254,16 +279,9 @@ class DlibFaces:
     key = "faces_dlib"
 
     def __init__(self, path: str | Path, fps: float, plan: ShotPlan | None, *, sample_fps: float = SAMPLE_FPS, **_: Any) -> None:
-        try:
-            import dlib  # type: ignore[import-not-found]
-        except ImportError:
-            raise EvalError("--dlib needs the dlib package, which is not installed (pip install dlib)") from None
-        folder = Path(path).expanduser()
-        if not folder.is_dir():
-            raise EvalError(f"--dlib {folder}: no such folder; give the folder holding {' and '.join(DLIB_FILES)}")
-        missing = [f for f in DLIB_FILES if not (folder / f).is_file()]
-        if missing:
-            raise EvalError(f"--dlib {folder}: missing {', '.join(missing)}")
+        folder = check_dlib(path)
+        import dlib  # type: ignore[import-not-found]
+
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(folder / DLIB_FILES[1]))
         self.encoder = dlib.face_recognition_model_v1(str(folder / DLIB_FILES[0]))
