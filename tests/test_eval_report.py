@@ -274,3 +274,33 @@ def test_identity_matrix_flags_a_swapped_character_at_its_time(swap_at: int | No
     assert swap_at / 16 <= flag["time_s"] <= swap_at / 16 + 1.0  # samples every 0.5 s
     assert flag["hidden_changed"] == {"shoe_colour": ["red", "blue"]}
     assert ident["matrix"][0][0] == pytest.approx(1.0) and ident["matrix"][0][4] < 0.5
+
+
+def test_report_with_probe_sections_draws_identity_plots(rendered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    probes_mod = pytest.importorskip("longtake.eval.probes")
+    from longtake.eval.html import write_report
+    from longtake.eval.run import EvalOptions, evaluate_video
+    from longtake.script import load_story
+
+    story = load_story(EXAMPLE)
+
+    class Everyone(StubProbes):
+        """Every character of the cast in every frame, always the same embedding."""
+
+        def locations(self, frames):
+            return ["office"] * len(frames)
+
+        def instances(self, frames):
+            return [[probes_mod.Instance((0, 0, 4, 8), 20, probes_mod.appearance_attributes(self.look[c]), self.emb[c]) for c in self.look]
+                    for _ in frames]
+
+    monkeypatch.setattr(probes_mod.StoryWorldProbes, "load", classmethod(lambda cls, folder=None, device="cpu": Everyone(story, None)))
+    result = evaluate_video(rendered, EvalOptions(script=EXAMPLE))
+    write_report(result, tmp_path / "r")
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    p = rep["probes"]["summary"]
+    assert p["identity"] == pytest.approx(1.0) and p["identity_flags"] == 0
+    assert p["location_match"] == pytest.approx(0.8)  # 4 of 5 shots are in the office
+    assert rep["files"]["identity"] == ["identity_matrix.png", "identity_curves.png"]
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "identity_matrix.png" in html and (tmp_path / "r" / "identity_curves.png").stat().st_size > 1000

@@ -103,7 +103,10 @@ def segment_plot(reports: list[dict[str, Any]], path: Path, *, labels: list[str]
             ax.bar(x, [np.nan if v is None else v for v in vals], width, color=f"C{i}", label=labels[i] if labels else None)
         ax.set_title(METRICS[key].label if key in METRICS else key, fontsize=9)
         ax.tick_params(labelsize=7)
-        ax.set_xlabel(f"segment ({reports[0]['segment_seconds']:g} s)", fontsize=7)
+        starts = [s["start_s"] for s in reports[0]["segments"]]
+        step = max(1, len(starts) // 12)
+        ax.set_xticks(np.arange(0, len(starts), step) + 0.4 - width / 2, [f"{t:g}" for t in starts[::step]])
+        ax.set_xlabel(f"segment start (s), {reports[0]['segment_seconds']:g} s segments", fontsize=7)
     for ax in axes.ravel()[len(keys):]:
         ax.axis("off")
     if labels:
