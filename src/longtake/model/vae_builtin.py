@@ -57,6 +57,12 @@ class BuiltinVAEConfig:
     # Multiply normalised latents by this after encoding (set from data statistics after
     # training so the DiT sees roughly unit variance).
     latent_scale: float = 1.0
+    # Non-parametric space-to-channel shortcuts around encoder and decoder (DC-AE, Chen et
+    # al. 2024): the encoder adds channel-averaged pixel-unshuffled frames to its latent and
+    # the decoder adds the channel-repeated, pixel-shuffled latent to its output, so the
+    # network starts as a block-average codec and only learns the residual (measured: far
+    # faster convergence on a CPU budget; docs/training.md).
+    shortcut: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -74,6 +80,8 @@ class BuiltinVAEConfig:
             problems.append(f"every channel count in {self.channels} must divide by norm_groups={self.norm_groups}")
         if self.latent_channels < 1:
             problems.append(f"latent_channels must be >= 1, got {self.latent_channels}")
+        if self.shortcut and (3 * self.spatial_factor**2) % self.latent_channels:
+            problems.append(f"shortcut needs latent_channels ({self.latent_channels}) to divide 3 * spatial_factor^2 = {3 * self.spatial_factor**2}")
         if problems:
             raise VAEError("invalid BuiltinVAEConfig: " + "; ".join(problems))
 
@@ -180,7 +188,19 @@ class BuiltinVAE(nn.Module, VideoVAE):
         x = rearrange(x, "b c (n t) h w -> (b n) (t c) h w", t=t)  # (B*F, t*c_last, H, W)
         z = self.enc_out(nnf.silu(self.enc_norm(x)))  # (B*F, C, H, W)
         z = rearrange(z, "(b n) c h w -> b c n h w", b=b)  # (B, C, F, H, W)
+        if self.config.shortcut:
+            z = z + self._encode_shortcut(video)
         return z * self.config.latent_scale
+
+    def _encode_shortcut(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Fp, Hp, Wp) -> (B, C, F, H, W): pixel-unshuffle, mean over each causal
+        group of t frames, mean over groups of ``3 s^2 / C`` channels."""
+        b, t, s = video.shape[0], self.temporal_factor, self.spatial_factor
+        x = rearrange(video, "b c f (h sy) (w sx) -> b (c sy sx) f h w", sy=s, sx=s)  # (B, 3s^2, Fp, H, W)
+        if t > 1:
+            x = torch.cat([repeat(x[:, :, :1], "b c 1 h w -> b c r h w", r=t - 1), x], dim=2)  # (B, 3s^2, t*F, H, W)
+        x = rearrange(x, "b c (n t) h w -> b c n t h w", t=t).mean(dim=3)  # (B, 3s^2, F, H, W)
+        return rearrange(x, "b (k g) n h w -> b k g n h w", k=self.latent_channels).mean(dim=2)  # (B, C, F, H, W)
 
     # ------------------------------------------------------------------ decoder
     def decoder_state(self) -> BuiltinDecoderState:
@@ -243,7 +263,20 @@ class BuiltinVAE(nn.Module, VideoVAE):
             if i < len(self.dec_up):
                 x = self.dec_up[i](nnf.interpolate(x, scale_factor=2.0, mode="nearest"))
         x = self.dec_out(nnf.silu(self.dec_norm(x)))  # (B*Fp, 3, Hp, Wp)
-        return rearrange(x, "(b f) c h w -> b c f h w", b=b, f=fp)  # (B, 3, Fp, Hp, Wp)
+        x = rearrange(x, "(b f) c h w -> b c f h w", b=b, f=fp)  # (B, 3, Fp, Hp, Wp)
+        if cfg.shortcut:
+            x = x + self._decode_shortcut(latent / cfg.latent_scale, fp)
+        return x
+
+    def _decode_shortcut(self, z: torch.Tensor, fp: int) -> torch.Tensor:
+        """(B, C, F, H, W) -> (B, 3, Fp, Hp, Wp): repeat channels to 3 s^2, pixel-shuffle,
+        repeat each latent frame over its t frames (the last ``fp`` frames are kept)."""
+        s, t = self.spatial_factor, self.temporal_factor
+        g = 3 * s * s // self.latent_channels
+        x = repeat(z, "b k n h w -> b (k g) n h w", g=g)  # (B, 3s^2, F, H, W)
+        x = rearrange(x, "b (c sy sx) n h w -> b c n (h sy) (w sx)", sy=s, sx=s)  # (B, 3, F, Hp, Wp)
+        x = repeat(x, "b c n h w -> b c (n t) h w", t=t)  # (B, 3, F*t, Hp, Wp)
+        return x[:, :, x.shape[2] - fp :]
 
     # ------------------------------------------------------------------ training
     def loss(

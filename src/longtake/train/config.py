@@ -45,17 +45,17 @@ class TrainConfig:
     # 1-2. VAE
     vae_stories: int = 32
     vae_duration: tuple[float, float] = (10.0, 30.0)
-    vae_steps: int = 500
+    vae_steps: int = 400
     vae_batch: int = 6
     vae_latent_frames: int = 2  # windows of 1 + t*(n-1) pixel frames: a first frame and one group
     vae_crop: int | None = 64
-    vae_lr: float = 2e-3
+    vae_lr: float = 1e-3
     # 3. latents
-    dit_stories: int = 100
+    dit_stories: int = 80
     dit_duration: tuple[float, float] = (12.0, 30.0)
     # 4. diffusion forcing
     clip_chunks: int = 4  # sink chunk + 3 consecutive chunks = sink + local window
-    forcing_steps: int = 700
+    forcing_steps: int = 600
     forcing_batch: int = 8
     lr: float = 5e-4
     text_lr: float = 5e-4
@@ -64,7 +64,7 @@ class TrainConfig:
     sigma_shift: float = 3.0
     ema: float = 0.995
     # 5. rollout (Self-Forcing-style)
-    rollout_steps: int = 100
+    rollout_steps: int = 80
     rollout_batch: int = 4
     rollout_lr: float = 1e-4
     # inference schedule the rollouts (and the shipped model) use
