@@ -304,3 +304,66 @@ def test_report_with_probe_sections_draws_identity_plots(rendered: Path, tmp_pat
     assert rep["files"]["identity"] == ["identity_matrix.png", "identity_curves.png"]
     html = (tmp_path / "r" / "index.html").read_text()
     assert "identity_matrix.png" in html and (tmp_path / "r" / "identity_curves.png").stat().st_size > 1000
+
+
+# -- the issue's check: ground truth vs a hidden detail swapped mid-way (real probes) ---------
+
+SWAP_FRAME = 96  # 6.0 s, in the middle of shot 1 (frames 60-132), Mia seated and on screen
+SWAP_SEED = 9  # Mia's hidden details drawn with another seed: other shoes, a badge, other skin
+
+
+def render_with_swap(story, swap_frame: int | None, character: str = "mia", seed: int = SWAP_SEED) -> np.ndarray:
+    """StoryWorld frames of ``story``; from ``swap_frame`` on, ``character``'s hidden details are
+    those of another story seed (everything else identical)."""
+    from longtake.plan import plan
+    from longtake.world.characters import figure_height
+    from longtake.world.renderer import WorldRenderer
+    from longtake.world.vocab import draw_hidden
+
+    truth = WorldRenderer(story)
+    other = WorldRenderer(story)
+    other.hidden[character] = draw_hidden(seed, character)
+    other.fig_h[character] = figure_height(other.height, other.appearance[character], other.hidden[character])
+    frames = []
+    for chunk in plan(story).chunks:
+        a = truth.render_chunk(chunk, masks=False)[0]
+        if swap_frame is not None and chunk.end_frame > swap_frame:
+            b = other.render_chunk(chunk, masks=False)[0]
+            k = max(0, swap_frame - chunk.start_frame)
+            a = np.concatenate([a[:k], b[k:]])
+        frames.append(a)
+    return np.concatenate(frames)
+
+
+@pytest.fixture(scope="module")
+def probes_or_skip():
+    probes_mod = pytest.importorskip("longtake.eval.probes")
+    from longtake.eval.errors import EvalError
+
+    try:
+        return probes_mod.StoryWorldProbes.load()
+    except EvalError as exc:
+        pytest.skip(f"StoryWorld probes not shipped yet: {exc}")
+
+
+def test_ground_truth_is_consistent_and_a_swapped_hidden_detail_is_flagged(probes_or_skip, tmp_path: Path) -> None:
+    from longtake.eval.run import EvalOptions, evaluate_video
+    from longtake.script import load_story
+    from longtake.video import VideoWriter
+
+    story = load_story(EXAMPLE)
+    reports = {}
+    for name, swap in (("truth", None), ("swapped", SWAP_FRAME)):
+        path = tmp_path / f"{name}.mp4"
+        with VideoWriter(path, fps=story.fps, width=story.size.width, height=story.size.height) as w:
+            w.write(render_with_swap(story, swap))
+        reports[name] = evaluate_video(path, EvalOptions(script=EXAMPLE)).report
+    truth, swapped = reports["truth"]["probes"], reports["swapped"]["probes"]
+    s = truth["summary"]
+    assert s["identity_flags"] == 0 and s["identity_min"] > truth["identity"]["threshold"], truth["identity"]
+    assert s["location_match"] >= 0.95 and s["attribute_match"] >= 0.9
+    flags = swapped["identity"]["flags"]
+    assert [f["character"] for f in flags] == ["mia"], flags
+    assert SWAP_FRAME / 16 - 0.01 <= flags[0]["time_s"] <= SWAP_FRAME / 16 + 1.5
+    leo = swapped["identity"]["characters"].index("leo")
+    assert min(v for v in swapped["identity"]["matrix"][leo] if v is not None) > swapped["identity"]["threshold"]
