@@ -48,7 +48,8 @@ def _save(fig: Any, path: Path) -> str:
 
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
     """Mean over a centred window of n frames, NaN-aware."""
-    if n <= 1 or v.size == 0:
+    n = min(n, v.size)
+    if n <= 1:
         return v
     ok = np.isfinite(v)
     k = np.ones(n)
