@@ -220,7 +220,7 @@ class StubProbes:
             for k, cid in enumerate(self.look):
                 if f[1, k, 0]:
                     emb = self.swapped[cid] if (cid == "mia" and self.swap_at is not None and frame >= self.swap_at) else self.emb[cid]
-                    found.append(Instance((0, 0, 4, 8), 20, appearance_attributes(self.look[cid]), emb, hidden={"shoe_colour": "red" if emb is self.emb[cid] else "blue"}))
+                    found.append(Instance((2, 0, 6, 8), 20, appearance_attributes(self.look[cid]), emb, hidden={"shoe_colour": "red" if emb is self.emb[cid] else "blue"}))
             out.append(found)
         return out
 
@@ -291,7 +291,7 @@ def test_report_with_probe_sections_draws_identity_plots(rendered: Path, tmp_pat
             return ["office"] * len(frames)
 
         def instances(self, frames):
-            return [[probes_mod.Instance((0, 0, 4, 8), 20, probes_mod.appearance_attributes(self.look[c]), self.emb[c]) for c in self.look]
+            return [[probes_mod.Instance((2, 0, 6, 8), 20, probes_mod.appearance_attributes(self.look[c]), self.emb[c]) for c in self.look]
                     for _ in frames]
 
     monkeypatch.setattr(probes_mod.StoryWorldProbes, "load", classmethod(lambda cls, folder=None, device="cpu": Everyone(story, None)))

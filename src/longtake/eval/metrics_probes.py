@@ -117,7 +117,7 @@ class ProbeSection:
         row["location_predicted"] = Counter(locs).most_common(1)[0][0]
         row["location_match"] = float(np.mean([loc == expected for loc in locs])) if expected else None
         insts = self.probes.instances(frames)
-        row["attributes"] = self._characters(shot, idx, insts)
+        row["attributes"] = self._characters(shot, idx, insts, frames.shape[2])
         if self.align_ok and shot.prompt:
             try:
                 scores = np.asarray(self.probes.alignment(frames, self.prompts), dtype=np.float64)
@@ -135,7 +135,9 @@ class ProbeSection:
                         self.segment_align.setdefault(k, []).append((s, len(part)))
         self.shot_rows[index] = row
 
-    def _characters(self, shot: ShotRange, idx: list[int], insts: list[list[Any]]) -> dict[str, float | None]:
+    def _characters(self, shot: ShotRange, idx: list[int], insts: list[list[Any]], width: int) -> dict[str, float | None]:
+        """Captioned-attribute match per character; records identity samples of the instances
+        that are the character's (matched by attributes, fully inside the frame)."""
         from longtake.eval.probes import match_attributes
 
         cast = [c for c in shot.characters if c in self.appearance]
@@ -151,8 +153,8 @@ class ProbeSection:
                 used_i.add(ii)
                 c = cast[ci]
                 best[c].append(score)
-                if score >= MIN_ATTRIBUTE_MATCH:
-                    inst = found[ii]
+                inst = found[ii]
+                if score >= MIN_ATTRIBUTE_MATCH and not _at_border(inst.box, width):
                     emb = np.asarray(inst.embedding, dtype=np.float64)
                     self.records.setdefault(c, []).append(_Record(frame, shot.index, score, emb / max(np.linalg.norm(emb), 1e-12), dict(getattr(inst, "hidden", {}) or {})))
         return {c: (float(np.mean(v)) if v else 0.0) for c, v in best.items()}
@@ -219,6 +221,13 @@ class ProbeSection:
                     break
         return {"characters": chars, "names": [self.names[c] for c in chars], "shots": list(range(nshots)), "matrix": matrix,
                 "threshold": self.threshold, "flags": flags, "curves": curves}
+
+
+def _at_border(box: Any, width: int) -> bool:
+    """A box cut by the left or right edge: a character walking in or out, half visible, whose
+    identity embedding is not comparable with a whole view."""
+    x0, _, x1, _ = box
+    return x0 <= 0 or x1 >= width
 
 
 def _hidden_changes(before: list[_Record], after: list[_Record]) -> dict[str, list[str]]:
