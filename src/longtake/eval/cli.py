@@ -21,6 +21,7 @@ eval_app = typer.Typer(
     # a group whose callback is the command (so that it mounts as `longtake eval VIDEO`):
     # click groups stop parsing options at the first argument unless told otherwise
     **{**TYPER_DEFAULTS, "context_settings": {**TYPER_DEFAULTS["context_settings"], "allow_interspersed_args": True}},
+    subcommand_metavar="",  # no sub-commands: keep "COMMAND [ARGS]" out of the usage line
 )
 
 
