@@ -40,6 +40,8 @@ REF_SAMPLES = 3
 FLAG_RUN = 2
 #: An instance is a character's when it shows at least this fraction of its captioned attributes.
 MIN_ATTRIBUTE_MATCH = 0.6
+#: ... or, when the shot has one character and the frame one instance, at least this fraction.
+MIN_ATTRIBUTE_MATCH_ALONE = 0.3
 #: Identity similarity under which a sample does not look like the first appearance. The
 #: probes' embeddings of one character stay above it on StoryWorld ground truth, a swapped
 #: hidden detail brings them under it (docs/eval.md gives the numbers).
@@ -154,7 +156,8 @@ class ProbeSection:
                 c = cast[ci]
                 best[c].append(score)
                 inst = found[ii]
-                if score >= MIN_ATTRIBUTE_MATCH and not _at_border(inst.box, width):
+                alone = len(cast) == 1 and len(found) == 1
+                if score >= (MIN_ATTRIBUTE_MATCH_ALONE if alone else MIN_ATTRIBUTE_MATCH) and not _at_border(inst.box, width):
                     emb = np.asarray(inst.embedding, dtype=np.float64)
                     self.records.setdefault(c, []).append(_Record(frame, shot.index, score, emb / max(np.linalg.norm(emb), 1e-12), dict(getattr(inst, "hidden", {}) or {})))
         return {c: (float(np.mean(v)) if v else 0.0) for c, v in best.items()}
