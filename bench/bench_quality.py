@@ -1,0 +1,125 @@
+"""Quality of the built-in model on held-out StoryWorld stories, judged by the StoryWorld probes.
+
+Per chunk of each held-out story (split "heldout": its looks never appear in training):
+  location    the probes' location (majority over 3 frames of the chunk) equals the one
+              the script's location is drawn as;
+  attributes  for every character the ground-truth renderer shows at the chunk's middle
+              frame, the fraction of its captioned attributes (parsed from the script's
+              description) found on the best-matching instance the probes detect in the
+              model's frame (``longtake.eval.probes.match_attributes``).
+The same numbers on the ground-truth frames are the ceiling the probes allow. With
+``--long SECONDS`` one longer held-out story is rendered and minute 1 is compared with
+minute 9 (collapse check). Probes are trained on ground-truth frames only (docs/probes.md).
+
+    python bench/bench_quality.py --stories 6 --duration 60 --long 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+MIN_AREA = 200  # px: a character cut by the frame edge to less than this is not judged
+
+
+def visible_ids(truth) -> list[str]:
+    out = []
+    for c in truth.characters:
+        if c.visible and c.bbox is not None and (c.bbox[2] - c.bbox[0]) * (c.bbox[3] - c.bbox[1]) >= MIN_AREA:
+            out.append(c.id)
+    return out
+
+
+def run_story(story, generator, probes, seed: int, *, windows: list[tuple[float, float]] | None = None) -> dict:
+    from longtake.plan import plan
+    from longtake.world.parse import parse_appearance
+    from longtake.world.renderer import WorldRenderer
+
+    timeline = plan(story, frames_per_chunk=generator.frames_per_chunk, first_chunk_frames=generator.first_chunk_frames)
+    renderer = WorldRenderer(story)
+    described = {c.id: parse_appearance(c.description) for c in story.characters}
+    rows = []
+    t0 = time.perf_counter()
+    for fc in generator.stream(timeline, seed=seed):
+        chunk = fc.chunk
+        gt, truths = renderer.render_chunk(chunk, masks=False)
+        row = {"chunk": chunk.index, "t": chunk.start_frame / timeline.fps}
+        for name, frames in (("model", fc.frames), ("truth", gt)):
+            n = len(frames)
+            picks = [n // 4, n // 2, (3 * n) // 4]
+            locs = probes.locations(frames[picks])
+            row[f"{name}_loc"] = max(set(locs), key=locs.count) == truths[n // 2].location_kind
+            mid = n // 2
+            ids = [cid for cid in visible_ids(truths[mid]) if cid in described]
+            if ids:
+                from longtake.eval.probes import match_attributes
+
+                inst = probes.instances(frames[mid : mid + 1])[0]
+                row[f"{name}_attr"] = [match_attributes(described[cid], inst) for cid in ids]
+            else:
+                row[f"{name}_attr"] = []
+        rows.append(row)
+    wall = time.perf_counter() - t0
+    return {"title": story.title, "chunks": len(rows), "wall_s": wall, "video_s": timeline.num_frames / timeline.fps, "rows": rows}
+
+
+def summarise(rows: list[dict], who: str) -> tuple[float, float, int]:
+    loc = 100.0 * float(np.mean([r[f"{who}_loc"] for r in rows])) if rows else float("nan")
+    attrs = [a for r in rows for a in r[f"{who}_attr"]]
+    return loc, (100.0 * float(np.mean(attrs)) if attrs else float("nan")), len(attrs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=None, help="built-in model folder (default: the shipped weights)")
+    ap.add_argument("--stories", type=int, default=6)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--long", type=float, default=0.0, help="also render one held-out story this long (s) for minute 1 vs 9")
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from longtake.eval.probes import StoryWorldProbes
+    from longtake.generate.builtin import builtin_generator
+    from longtake.world.sampler import sample_story
+
+    probes = StoryWorldProbes.load()
+    gen = builtin_generator(args.weights, steps=args.steps)
+    results = []
+    for i in range(args.stories):
+        story = sample_story(args.seed + i, args.duration, split="heldout")
+        res = run_story(story, gen, probes, seed=i)
+        results.append(res)
+        m = summarise(res["rows"], "model")
+        print(f"story {i}: {res['chunks']} chunks, location {m[0]:.1f}%, attributes {m[1]:.1f}% ({res['wall_s']:.0f} s)", file=sys.stderr)
+    rows = [r for res in results for r in res["rows"]]
+    table = [("| video | stories | chunks | location right | attributes right (pairs) |"), "|---|---|---|---|---|"]
+    for who, label in (("model", "built-in model"), ("truth", "ground truth (probe ceiling)")):
+        loc, attr, pairs = summarise(rows, who)
+        table.append(f"| {label} | {len(results)} | {len(rows)} | {loc:.1f}% | {attr:.1f}% ({pairs}) |")
+    out = {"stories": args.stories, "duration": args.duration, "summary": table}
+    if args.long > 0:
+        story = sample_story(args.seed + 999, args.long, split="heldout")
+        res = run_story(story, gen, probes, seed=999)
+        table += ["", "| long story | window | chunks | location right | attributes right (pairs) |", "|---|---|---|---|---|"]
+        for lo, hi in ((0, 60), (480, 540)):
+            sel = [r for r in res["rows"] if lo <= r["t"] < hi]
+            for who in ("model", "truth"):
+                loc, attr, pairs = summarise(sel, who)
+                table.append(f"| {who} ({args.long:.0f} s) | minute {lo // 60 + 1} | {len(sel)} | {loc:.1f}% | {attr:.1f}% ({pairs}) |")
+        out["long"] = {"video_s": res["video_s"], "wall_s": res["wall_s"]}
+    print("\n".join(table))
+    if args.json:
+        args.json.write_text(json.dumps(out | {"results": results}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
