@@ -128,23 +128,35 @@ def plan_cmd(
 def render(
     story_path: Annotated[Path, typer.Argument(metavar="STORY", help="Script file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .mp4 (a manifest .json is written next to it).")] = Path("out.mp4"),
-    model: Annotated[str, typer.Option("--model", "-m", help="Generator: see `longtake models`.")] = "default",
+    model: Annotated[str, typer.Option("--model", "-m", help="Generator: see `longtake models` (default: the built-in model).")] = "default",
+    weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder to use instead of the shipped weights (docs/models.md).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Where a learned model runs: cpu (default), cuda, cuda:1, mps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished render in <output>.partial/ (starts afresh if there is none).")] = False,
     format: FormatOpt = None,
 ) -> None:
     """Render a story to an mp4, chunk by chunk, with a progress bar."""
-    from longtake.pipeline import load_generator, render_story
-    from longtake.plan import DEFAULT_FRAMES_PER_CHUNK, plan
+    from longtake.pipeline import load_generator, plan_for, render_story
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
-    generator = load_generator(model, story=story)
-    timeline = plan(story, frames_per_chunk=getattr(generator, "frames_per_chunk", DEFAULT_FRAMES_PER_CHUNK))
+    generator = load_generator(model, story=story, weights=weights, device=device)
+    timeline = plan_for(story, generator)
     from longtake.cli_progress import RenderProgressBar
 
-    with RenderProgressBar(out, timeline) as bar:
-        result = render_story(story, timeline, generator, output, seed=seed, audio=audio, on_progress=bar.update)
+    resumable = checkpoint_every is not None or resume
+    try:
+        with RenderProgressBar(out, timeline) as bar:
+            result = render_story(
+                story, timeline, generator, output, seed=seed, audio=audio, on_progress=bar.update,
+                checkpoint_every=checkpoint_every, resume=resume,
+            )
+    except KeyboardInterrupt:
+        if resumable:
+            err.print(f"interrupted; continue with the same command and --resume ({output}.partial/ holds the work so far)", highlight=False)
+        raise
     out.print(
         f"[green]wrote[/green] {result.video} ({result.frames} frames, {result.frames / timeline.fps:.1f} s) "
         f"in {result.wall_seconds:.1f} s = {result.realtime_factor:.2f}x real time; manifest {result.manifest}",
@@ -154,16 +166,20 @@ def render(
 
 @app.command()
 def models() -> None:
-    """List the generators `render --model` accepts."""
-    from longtake.pipeline import available_generators
+    """List the generators `render --model` accepts, and whether their weights are here."""
+    from longtake.pipeline import DEFAULT_GENERATOR, available_generators, generator_status
 
-    table = Table("name", "kind", "description")
+    table = Table("name", "kind", "weights", "description")
     for name, (kind, desc) in available_generators().items():
-        table.add_row(name, kind, desc)
+        label = f"{name} (default)" if name == DEFAULT_GENERATOR else name
+        table.add_row(label, kind, generator_status(name) or "-", desc)
     out.print(table)
 
 
 def _mount_subcommands() -> None:
+    from longtake.train.cli import train_command
+
+    app.command("train")(train_command)
     try:
         from longtake.world.cli import world_app
     except ImportError as exc:  # StoryWorld absent from a partial install

@@ -52,8 +52,17 @@ log = logging.getLogger(__name__)
 
 SamplerName = Literal["few_step", "euler", "heun"]
 _SAMPLERS = {"few_step": sample_few_step, "euler": sample_euler, "heun": sample_heun}
-_STATE_VERSION = 1
-_PROMPT_CACHE_ENTRIES = 64  # distinct prompts whose K/V are kept per generator
+_STATE_VERSION = 2  # 2: the VAE decoder state is plain data (VideoVAE.decoder_state_dict)
+# Cross-attention K/V of recent prompts kept for re-use (shot / reverse shot alternate prompts).
+# Bounded in bytes, not entries: one prompt is ~1 MB for the built-in model but ~90 MB for Wan
+# 1.3B (30 layers x 512 tokens), and a 10-minute story has ~100 distinct prompts, so an entry
+# bound let RSS grow by ~60 MB over a built-in render (bench/bench_render.py). The current
+# prompt is always kept, whatever its size.
+_PROMPT_CACHE_BYTES = 16 * 2**20
+
+
+def _prompt_bytes(kv: PromptKV) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv.layers)
 
 
 class GenerateError(LongtakeError):
@@ -156,6 +165,7 @@ class CausalGenerator:
         self.frames_per_chunk = t * cfg.frames_per_chunk
         self.first_chunk_frames = vae.frames_for_latents(cfg.frames_per_chunk)
         self._prompts: OrderedDict[str, PromptKV] = OrderedDict()
+        self._prompts_bytes = 0
         self._uncond: PromptKV | None = None
         self._state: dict[str, Any] | None = None
         self.cache: KVCache | None = None
@@ -188,8 +198,9 @@ class CausalGenerator:
 
         Keys: ``version``, ``next_chunk``, ``seed``, ``story_hash``, ``prompt`` (current prompt
         text or None), ``cache`` (:meth:`KVCache.state_dict`, prompt K/V included), ``vae``
-        (the VAE's decoder state object). Tensors are shared with the generator but never
-        modified in place by it; ``torch.save`` the dict to keep it.
+        (:meth:`VideoVAE.decoder_state_dict` of the decoder state). Only tensors, numbers,
+        strings, None, lists and dicts: :func:`longtake.generate.state.save_state` writes it
+        without pickle. Tensors are shared with the generator but never modified in place by it.
         """
         return self._state
 
@@ -210,7 +221,7 @@ class CausalGenerator:
             self._check_state(state, timeline, seed, start_chunk)
             cache.load_state_dict(state["cache"])
             cache.to(device)
-            vae_state = state["vae"]
+            vae_state = self.vae.load_decoder_state(state["vae"])
             prompt = state["prompt"]
         elif start_chunk != 0:
             raise GenerateError(f"resuming at chunk {start_chunk} needs the state saved after chunk {start_chunk - 1} (state=...)")
@@ -226,7 +237,7 @@ class CausalGenerator:
                 "story_hash": timeline.story_hash,
                 "prompt": prompt,
                 "cache": cache.state_dict(),
-                "vae": vae_state,
+                "vae": self.vae.decoder_state_dict(vae_state),
             }
             yield FrameChunk(chunk, frames)
 
@@ -286,9 +297,11 @@ class CausalGenerator:
             emb, _ = self.text_encoder.encode([text])  # (1, T, text_dim); padding is zero
             kv = self.dit.encode_prompt(emb.to(device))
             self._prompts[key] = kv
-            while len(self._prompts) > _PROMPT_CACHE_ENTRIES:
-                self._prompts.popitem(last=False)
+            self._prompts_bytes += _prompt_bytes(kv)
         self._prompts.move_to_end(key)
+        while len(self._prompts) > 1 and self._prompts_bytes > _PROMPT_CACHE_BYTES:
+            _, old = self._prompts.popitem(last=False)
+            self._prompts_bytes -= _prompt_bytes(old)
         return kv
 
     def _denoiser(self, device: torch.device) -> Denoiser:

@@ -5,9 +5,16 @@ the mp4 writer; the generator itself never writes files. The learned causal mode
 procedural StoryWorld renderer both implement this protocol, so the CLI, the server and the
 benchmarks drive them the same way.
 
+Chunk sizes: a generator that makes chunks of fixed sizes says so with the attributes
+``frames_per_chunk`` and ``first_chunk_frames`` (the causal model: 12 and 9 frames at 16 fps);
+:func:`longtake.pipeline.plan_for` plans the story with them. Generators without them (the
+procedural renderer) accept the planner's default.
+
 Resuming: a generator that supports it returns its complete state (KV cache, memory, RNG,
 position) from :meth:`Generator.state_dict` after any chunk; ``stream(..., start_chunk=k,
 state=s)`` continues from there and must yield the same frames as an uninterrupted run.
+The state is plain data (tensors, numbers, strings, None, lists, dicts) so that
+:func:`longtake.generate.state.save_state` can write it without pickle.
 """
 
 from __future__ import annotations

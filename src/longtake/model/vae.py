@@ -18,6 +18,7 @@ of the whole latent.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import Any
 
 import torch
@@ -82,6 +83,25 @@ class VideoVAE(abc.ABC):
         following chunk. For the first chunk of a stream ``Fp = 1 + t * (F - 1)``, for later
         chunks ``Fp = t * F``.
         """
+
+    def decoder_state_dict(self, state: Any) -> dict[str, Any]:
+        """``state`` as plain data (tensors, numbers, strings, None, lists, dicts), so it can be
+        saved without pickle (:mod:`longtake.generate.state`). Tensors are shared, not copied.
+
+        The default handles a dataclass state, field by field; override for other kinds.
+        """
+        if not dataclasses.is_dataclass(state) or isinstance(state, type):
+            raise VAEError(f"{type(self).__name__}: decoder state {type(state).__name__} is not a dataclass; override decoder_state_dict")
+        return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+    def load_decoder_state(self, data: dict[str, Any]) -> Any:
+        """The decoder state that :meth:`decoder_state_dict` turned into ``data``."""
+        cls = type(self.decoder_state())
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict) or set(data) != names:
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise VAEError(f"{type(self).__name__}: saved decoder state has fields {got}, expected {sorted(names)}")
+        return cls(**data)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, C, F, H, W) -> video (B, 3, 1 + t*(F-1), H*s, W*s) in [-1, 1]."""

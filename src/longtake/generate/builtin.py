@@ -1,0 +1,50 @@
+"""The built-in generator: a :class:`CausalGenerator` over a built-in model folder.
+
+``longtake render`` (no ``--model``) and ``Pipeline.from_pretrained("builtin")`` come here
+through the generator registry in :mod:`longtake.pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from longtake.generate.causal import CausalGenerator, GenerateError
+from longtake.model.builtin import load_builtin
+from longtake.sample.schedules import self_forcing_sigmas
+
+
+def builtin_generator(
+    weights: str | Path | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    sampler: str | None = None,
+    steps: int | None = None,
+) -> CausalGenerator:
+    """The built-in model as a generator.
+
+    Args:
+        weights: a built-in model folder (:mod:`longtake.model.builtin`); None reads the
+            weights shipped with the package.
+        device: where the model runs ("cpu", "cuda", ...); the model loads in float32.
+        sampler: override the sampler stored in ``model.json`` ("few_step", "euler", "heun").
+        steps: override the number of denoising steps (Self-Forcing's shifted schedule with
+            that many steps) instead of the stored sigmas.
+    """
+    model = load_builtin(weights, device=device)
+    sigmas: torch.Tensor | tuple[float, ...] = model.settings.sigmas
+    if steps is not None:
+        if steps < 1:
+            raise GenerateError(f"steps must be at least 1, got {steps}")
+        sigmas = self_forcing_sigmas(int(steps))
+    return CausalGenerator(
+        model.dit,
+        model.vae,
+        model.text_encoder,
+        sigmas=torch.as_tensor(sigmas, dtype=torch.float32),
+        sampler=sampler or model.settings.sampler,  # type: ignore[arg-type]
+        guidance_scale=model.settings.guidance_scale,
+        name="builtin",
+        weights=model.weights,
+    )
