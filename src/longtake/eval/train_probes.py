@@ -1,0 +1,312 @@
+"""Train the StoryWorld probes on StoryWorld ground truth and score them on held-out stories.
+
+    python -m longtake.eval.train_probes --out src/longtake/assets/probes
+
+Trains, on one CPU thread: :class:`SceneNet` (location, person mask, character centres),
+then :class:`CropNet` (attributes, hidden details, pose, identity embedding), then
+:class:`AlignNet` on the pooled features of the two others. Training frames come from
+``sample_story(seed, 30, split="train")`` in two seed variants (twins with the same captions
+and different hidden details), with random blur / resampling / noise / colour jitter so the
+probes hold on blurry generated video. The held-out report (clean, blurred and H.264 frames)
+is written to ``metrics.json`` next to the weights and logged as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data)
+from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
+                                        crop_boxes)
+from longtake.eval.probes import StoryWorldProbes
+from longtake.model.tokenizer import Tokenizer
+
+log = logging.getLogger("longtake.eval.train_probes")
+
+#: Sampler seeds of the alignment stories start here (disjoint from the crop stories).
+CLIP_SEED0 = 1_000_000
+
+
+def _frames(data: ProbeData, idx: np.ndarray) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] of frames ``idx``."""
+    return torch.from_numpy(data.frames[idx]).permute(0, 3, 1, 2).float() / 255
+
+
+def _schedule(opt: torch.optim.Optimizer, steps: int, lr: float) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+
+
+# -- scene -----------------------------------------------------------------------------------
+
+
+def scene_targets(data: ProbeData, stride: int) -> dict[str, torch.Tensor]:
+    """CenterNet targets at ``stride``: heat (N, h, w) Gaussians peaking at 1 on the centre
+    cell, size/offset (N, 2, h, w) and their mask reg (N, h, w), soft person mask (N, h, w)."""
+    n, H, W = data.masks.shape
+    h, w = H // stride, W // stride
+    heat = np.zeros((n, h, w), np.float32)
+    size = np.zeros((n, 2, h, w), np.float32)
+    offset = np.zeros((n, 2, h, w), np.float32)
+    reg = np.zeros((n, h, w), bool)
+    ys, xs = np.mgrid[0:h, 0:w]
+    for b in np.flatnonzero(data.box_area >= MIN_TARGET_AREA):
+        f = data.box_frame[b]
+        x0, y0, x1, y1 = data.box_xyxy[b]
+        cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
+        ix, iy = min(int(cx), w - 1), min(int(cy), h - 1)
+        sx, sy = max(0.6, (x1 - x0) / stride / 6), max(0.6, (y1 - y0) / stride / 6)
+        heat[f] = np.maximum(heat[f], np.exp(-((xs - ix) ** 2 / (2 * sx**2) + (ys - iy) ** 2 / (2 * sy**2))))
+        size[f, :, iy, ix] = np.log([max(x1 - x0, 1.0), max(y1 - y0, 1.0)])
+        offset[f, :, iy, ix] = (cx - ix, cy - iy)
+        reg[f, iy, ix] = True
+    soft = data.masks.reshape(n, h, stride, w, stride).mean((2, 4), dtype=np.float32)  # (N, h, w)
+    return {"heat": torch.from_numpy(heat), "size": torch.from_numpy(size), "offset": torch.from_numpy(offset),
+            "reg": torch.from_numpy(reg), "mask": torch.from_numpy(soft)}
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss; logits/target (N, h, w), target 1 at centres."""
+    pos = target >= 1.0
+    p = torch.sigmoid(logits)
+    pos_loss = -(Fn.logsigmoid(logits) * (1 - p) ** 2)[pos].sum()
+    neg_loss = -(Fn.logsigmoid(-logits) * p**2 * (1 - target) ** 4)[~pos].sum()
+    return (pos_loss + neg_loss) / pos.sum().clamp_min(1)
+
+
+def train_scene(datas: list[ProbeData], *, steps: int, batch: int, lr: float, gen: torch.Generator) -> SceneNet:
+    """Location, person mask and CenterNet losses on the frames of all ``datas``."""
+    net = SceneNet(SceneConfig())
+    parts = [scene_targets(d, net.cfg.stride) for d in datas]
+    tg = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    frames = np.concatenate([d.frames for d in datas]) if len(datas) > 1 else datas[0].frames
+    locs = torch.from_numpy(np.concatenate([d.locations for d in datas]))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = _schedule(opt, steps, lr)
+    net.train()
+    t0 = time.time()
+    for step in range(steps):
+        idx = torch.randint(0, frames.shape[0], (batch,), generator=gen).numpy()
+        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
+        out = net(augment(x, gen))
+        reg = tg["reg"][idx]
+        losses = {
+            "loc": Fn.cross_entropy(out["location"], locs[idx]),
+            "heat": focal_loss(out["heat"][:, 0], tg["heat"][idx]),
+            "size": Fn.l1_loss(out["size"].permute(0, 2, 3, 1)[reg], tg["size"][idx].permute(0, 2, 3, 1)[reg]) if reg.any() else out["size"].sum() * 0,
+            "offset": Fn.l1_loss(out["offset"].permute(0, 2, 3, 1)[reg], tg["offset"][idx].permute(0, 2, 3, 1)[reg]) if reg.any() else out["offset"].sum() * 0,
+            "mask": Fn.binary_cross_entropy_with_logits(out["mask"][:, 0], tg["mask"][idx]),
+        }
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == steps - 1:
+            log.info("scene %d/%d %.0fs %s", step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+    return net.eval()
+
+
+# -- crops -----------------------------------------------------------------------------------
+
+
+def supcon_loss(emb: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020): emb (B, E) normalised, labels (B,)."""
+    sim = emb @ emb.T / temperature  # (B, B)
+    eye = torch.eye(len(labels), dtype=torch.bool)
+    sim = sim.masked_fill(eye, -1e9)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    logp = sim - torch.logsumexp(sim, 1, keepdim=True)
+    has = pos.any(1)
+    return -((logp * pos).sum(1)[has] / pos.sum(1)[has]).mean()
+
+
+def jitter_boxes(boxes: torch.Tensor, gen: torch.Generator, amount: float = 1.0) -> torch.Tensor:
+    """Boxes (M, 4) moved and rescaled a little, like a detector's boxes."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    r = lambda: torch.randn(boxes.shape[0], generator=gen) * amount  # noqa: E731
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + r() * 0.05 * w
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + r() * 0.03 * h
+    w, h = w * torch.exp(r() * 0.08), h * torch.exp(r() * 0.05)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
+def _heads_loss(out: dict[str, torch.Tensor], table: dict[str, tuple[str, ...]], labels: torch.Tensor) -> torch.Tensor:
+    """Sum of the cross-entropies of the heads in ``table``; labels (M, len(table)), -1 ignored
+    (a head with no label in the batch, e.g. hat colour without hats, adds nothing)."""
+    total = labels.new_zeros((), dtype=torch.float32)
+    for j, name in enumerate(table):
+        if (labels[:, j] >= 0).any():
+            total = total + Fn.cross_entropy(out[name], labels[:, j], ignore_index=-1)
+    return total
+
+
+def crop_heads() -> dict[str, int]:
+    return {**{k: len(v) for k, v in ATTRIBUTES.items()}, **{k: len(v) for k, v in HIDDEN.items()}, "pose": len(POSES)}
+
+
+def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, lr: float, gen: torch.Generator,
+               min_area: int = 100) -> CropNet:
+    """Batches of ``stories_per_batch`` (story, character) twin pairs, two views each."""
+    net = CropNet(CropConfig(heads=crop_heads())).to(memory_format=torch.channels_last)  # faster convolutions on CPU
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = _schedule(opt, steps, lr)
+    by_ident: dict[int, np.ndarray] = {}
+    ok = data.box_area >= min_area
+    for i in range(len(data.ident_char)):
+        by_ident[i] = np.flatnonzero(ok & (data.box_ident == i))
+    twins: dict[tuple[int, str], list[int]] = {}
+    for i, (s, c) in enumerate(zip(data.ident_story, data.ident_char)):
+        if by_ident[i].size >= 2:
+            twins.setdefault((int(s), c), []).append(i)
+    groups = [g for g in twins.values() if len(g) >= 2]
+    attr = torch.from_numpy(data.ident_attr)
+    hid = torch.from_numpy(data.ident_hidden)
+    pose = torch.from_numpy(data.box_pose)
+    net.train()
+    t0 = time.time()
+    for step in range(steps):
+        picks = torch.randperm(len(groups), generator=gen)[:stories_per_batch].tolist()
+        bidx = []
+        for g in picks:
+            for ident in groups[g][:2]:
+                cand = by_ident[ident]
+                bidx.extend(cand[torch.randperm(cand.size, generator=gen)[:2].numpy()])
+        b = np.asarray(bidx)
+        frames, inv = np.unique(data.box_frame[b], return_inverse=True)
+        boxes = jitter_boxes(torch.from_numpy(data.box_xyxy[b]), gen)
+        body, head = crop_boxes(_frames(data, frames), torch.from_numpy(inv), boxes, net.cfg)
+        twin_gen = torch.Generator().set_state(gen.get_state())
+        cl = torch.channels_last
+        out = net(augment(body, gen).contiguous(memory_format=cl), augment(head, twin_gen, scale=1.5).contiguous(memory_format=cl))
+        ident = torch.from_numpy(data.box_ident[b])
+        losses = {"attr": _heads_loss(out, ATTRIBUTES, attr[ident]), "hidden": 0.5 * _heads_loss(out, HIDDEN, hid[ident]),
+                  "pose": 0.3 * Fn.cross_entropy(out["pose"], pose[b]),
+                  "supcon": supcon_loss(out["embedding"], ident)}
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == steps - 1:
+            log.info("crop %d/%d %.0fs %s", step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+    return net.eval()
+
+
+# -- alignment --------------------------------------------------------------------------------
+
+
+def clip_features(probes: StoryWorldProbes, data: ProbeData, gen: torch.Generator | None) -> np.ndarray:
+    """(S, 2D) pooled probe features of every clip; frames degraded with ``augment`` when
+    ``gen`` is given (so the alignment model learns from what blurry video gives the probes)."""
+    feats = []
+    for i in range(0, data.frames.shape[0], 256):
+        x = data.frames[i : i + 256]
+        if gen is not None:
+            t = augment(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, gen)
+            x = (t * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        feats.append(probes.frame_features(x))
+    f = np.concatenate(feats)
+    return np.stack([probes.pool_clip(f[c]) for c in data.clip_frames])
+
+
+def train_align(feats: np.ndarray, prompts: list[str], *, steps: int, batch: int, lr: float, gen: torch.Generator) -> tuple[AlignNet, Tokenizer]:
+    """CLIP's symmetric InfoNCE over batches of distinct prompts."""
+    tok = Tokenizer.build(prompts)
+    net = AlignNet(AlignConfig(vocab_size=len(tok), video_dim=feats.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = _schedule(opt, steps, lr)
+    uniq = sorted(set(prompts))
+    pid = {p: i for i, p in enumerate(uniq)}
+    clips_of: list[list[int]] = [[] for _ in uniq]
+    for c, p in enumerate(prompts):
+        clips_of[pid[p]].append(c)
+    bags = [bag_inputs(tok, [p], net.cfg.bigram_buckets)[0] for p in uniq]
+    video = torch.from_numpy(feats)
+    net.train()
+    for step in range(steps):
+        ps = torch.randperm(len(uniq), generator=gen)[:batch].tolist()
+        cs = [clips_of[p][int(torch.randint(len(clips_of[p]), (1,), generator=gen))] for p in ps]
+        ids = torch.cat([bags[p] for p in ps])
+        offsets = torch.tensor(np.cumsum([0] + [len(bags[p]) for p in ps[:-1]]), dtype=torch.long)
+        t = net.encode_text(ids, offsets)
+        v = net.encode_video(video[cs])
+        logits = net.scale.exp().clamp(max=100) * v @ t.T  # (B, B)
+        target = torch.arange(len(ps))
+        loss = (Fn.cross_entropy(logits, target) + Fn.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 500 == 0 or step == steps - 1:
+            log.info("align %d/%d loss=%.3f scale=%.1f", step, steps, loss.item(), net.scale.exp().item())
+    return net.eval(), tok
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m longtake.eval.train_probes", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="folder for probes.safetensors, probes.json and metrics.json")
+    ap.add_argument("--train-stories", type=int, default=2400)
+    ap.add_argument("--clip-stories", type=int, default=300)
+    ap.add_argument("--heldout-stories", type=int, default=80)
+    ap.add_argument("--scene-steps", type=int, default=500)
+    ap.add_argument("--crop-steps", type=int, default=1800)
+    ap.add_argument("--align-steps", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-eval", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+    # many short stories: thousands of distinct looks, so the crop probe cannot memorise them
+    data = build_data("train", range(args.train_stories), duration=16.0, variants=2, frames_per_shot=1,
+                      rng_seed=args.seed, num_characters=(2, 4))
+    # fewer, longer stories with several frames per shot: the (clip, prompt) pairs
+    clips = build_data("train", range(CLIP_SEED0, CLIP_SEED0 + args.clip_stories), duration=30.0, variants=1,
+                       frames_per_shot=4, rng_seed=args.seed + 1)
+    log.info("train data: %d + %d frames, %d boxes, %d identities, %d clips, %.0fs", data.frames.shape[0], clips.frames.shape[0],
+             data.box_frame.size, len(data.ident_char), len(clips.clip_prompt), time.time() - t0)
+    t = time.time()
+    scene = train_scene([data, clips], steps=args.scene_steps, batch=32, lr=3e-3, gen=gen)
+    t_scene = time.time() - t
+    t = time.time()
+    crop = train_crop(data, steps=args.crop_steps, stories_per_batch=24, lr=3e-3, gen=gen)
+    t_crop = time.time() - t
+    t = time.time()
+    probes = StoryWorldProbes(scene, crop)
+    feats = clip_features(probes, clips, gen)
+    probes.align, probes.tokenizer = train_align(feats, clips.clip_prompt, steps=args.align_steps, batch=128, lr=2e-3, gen=gen)
+    t_align = time.time() - t
+    wall = time.time() - t0
+    log.info("trained in %.0fs (scene %.0fs, crop %.0fs, align %.0fs)", wall, t_scene, t_crop, t_align)
+    meta = {"command": "python -m longtake.eval.train_probes " + " ".join(sys.argv[1:] if argv is None else argv), "args": vars(args),
+            "train_wall_s": round(wall, 1), "threads": args.threads,
+            "train_data": {"frames": int(data.frames.shape[0] + clips.frames.shape[0]), "boxes": int(data.box_frame.size),
+                           "identities": len(data.ident_char), "clips": len(clips.clip_prompt)}}
+    probes.save(args.out, meta=meta)
+    del data, clips
+    if not args.skip_eval:
+        from longtake.eval.probe_eval import evaluate, format_table
+
+        metrics = evaluate(probes, stories=args.heldout_stories)
+        metrics["train_wall_s"] = round(wall, 1)
+        (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+        log.info("held-out accuracy\n%s", format_table(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The shipped StoryWorld probes on a few held-out ground-truth frames (CPU, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longtake.eval.errors import EvalError
+from longtake.eval.probe_data import variant_seed
+from longtake.eval.probes import Instance, StoryWorldProbes, appearance_attributes, match_attributes
+from longtake.plan import plan
+from longtake.world.renderer import WorldRenderer
+from longtake.world.sampler import sample_story
+
+
+@pytest.fixture(scope="module")
+def probes() -> StoryWorldProbes:
+    return StoryWorldProbes.load()
+
+
+def _story(seed: int, n: int = 2):
+    story = sample_story(seed, 20.0, split="heldout", num_characters=(n, n))
+    return story, plan(story, frames_per_chunk=12, first_chunk_frames=9)
+
+
+def _clear_frame(seed: int):
+    """A frame of held-out story ``seed`` with two characters, both fully in view, apart."""
+    story, tl = _story(seed)
+    r = WorldRenderer(story)
+    for chunk in tl.chunks:
+        frames, truths = r.render_chunk(chunk)
+        for f, t in zip(frames, truths):
+            boxes = [c.bbox for c in t.characters if c.bbox is not None]
+            if len(boxes) == 2 and t.fade == 1.0 and all(b[0] > 0 and b[2] < 128 and b[1] > 0 and b[3] < 128 for b in boxes) \
+                    and (boxes[0][2] <= boxes[1][0] or boxes[1][2] <= boxes[0][0]):
+                return f, t
+    raise AssertionError("no clear two-character frame")
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="not a folder"):
+        StoryWorldProbes.load(tmp_path / "nope")
+    with pytest.raises(EvalError, match="probes.json"):
+        StoryWorldProbes.load(tmp_path)
+
+
+def test_bad_frames_are_a_clear_error(probes: StoryWorldProbes) -> None:
+    with pytest.raises(EvalError, match="uint8"):
+        probes.locations(np.zeros((2, 128, 128, 3), np.float32))
+    with pytest.raises(EvalError, match="one box per frame"):
+        probes.identity(np.zeros((2, 128, 128, 3), np.uint8), [(0, 0, 10, 10)])
+
+
+def test_locations_of_heldout_frames(probes: StoryWorldProbes) -> None:
+    frames, want = [], []
+    for seed in range(4):
+        story, tl = _story(seed)
+        r = WorldRenderer(story)
+        for chunk in tl.chunks[2::6]:
+            img, truths = r.render_chunk(chunk)
+            frames.append(img[-1])
+            want.append(truths[-1].location_kind)
+    got = probes.locations(np.stack(frames))
+    assert probes.location_probs(np.stack(frames)).shape == (len(frames), 9)
+    assert np.mean([g == w for g, w in zip(got, want)]) >= 0.95, list(zip(got, want))
+
+
+def test_instances_with_two_characters(probes: StoryWorldProbes) -> None:
+    frame, truth = _clear_frame(1)
+    (found,) = probes.instances(frame[None])
+    assert len(found) == 2
+    assert all(isinstance(i, Instance) and i.embedding.shape == found[0].embedding.shape for i in found)
+    for c in truth.characters:
+        x0, y0, x1, y1 = c.bbox  # type: ignore[misc]
+        best = max(found, key=lambda i: _iou(i.box, (x0, y0, x1, y1)))
+        assert _iou(best.box, (x0, y0, x1, y1)) >= 0.5
+        want = appearance_attributes(c.appearance)
+        right = sum(best.attributes.get(k) == v for k, v in want.items())
+        assert right >= len(want) - 1, (best.attributes, want)
+        assert match_attributes(c.appearance, found) >= (len(want) - 1) / len(want)
+    assert match_attributes(truth.characters[0].appearance, []) == 0.0
+
+
+def test_identity_prefers_the_same_character_over_its_twin(probes: StoryWorldProbes) -> None:
+    story, tl = _story(2)
+    cid = story.characters[0].id
+    views = []
+    for seed in (story.seed, story.seed, variant_seed(story.seed, 1)):
+        r = WorldRenderer(story, seed=seed)
+        chunk = tl.chunks[len(views) * 5 + 3]
+        frames, truths = r.render_chunk(chunk)
+        best = max(range(len(frames)), key=lambda f: _area(truths[f], cid))
+        views.append((frames[best], next(c.bbox for c in truths[best].characters if c.id == cid)))
+    emb = probes.identity(np.stack([v[0] for v in views]), [v[1] for v in views])
+    assert emb.shape[0] == 3 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]  # same story seed beats same caption, other hidden details
+
+
+def test_alignment_prefers_the_right_prompt(probes: StoryWorldProbes) -> None:
+    prompts, clips = [], []
+    for seed in range(5):
+        story, tl = _story(10 + seed)
+        frames, _ = WorldRenderer(story).render_chunk(tl.chunks[3])
+        clips.append(frames)
+        prompts.append(tl.chunks[3].prompt)
+    for k, clip in enumerate(clips):
+        scores = probes.alignment(clip, prompts)
+        assert scores.shape == (len(prompts),) and np.all(np.abs(scores) <= 1 + 1e-5)
+        assert int(np.argmax(scores)) == k
+
+
+def test_save_and_load_round_trip(probes: StoryWorldProbes, tmp_path: Path) -> None:
+    frame, _ = _clear_frame(1)
+    probes.save(tmp_path)
+    again = StoryWorldProbes.load(tmp_path)
+    np.testing.assert_allclose(again.location_probs(frame), probes.location_probs(frame), atol=1e-6)
+
+
+def _area(truth, cid: str) -> int:  # type: ignore[no-untyped-def]
+    c = next((c for c in truth.characters if c.id == cid and c.bbox is not None), None)
+    return 0 if c is None else (c.bbox[2] - c.bbox[0]) * (c.bbox[3] - c.bbox[1])
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1)
