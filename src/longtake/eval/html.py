@@ -148,13 +148,15 @@ def identity_plots(report: dict[str, Any], folder: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(11, 3))
     for i, c in enumerate(ident["characters"]):
         cur = ident["curves"][c]
-        ax.plot(cur["t"], cur["similarity"], marker=".", lw=1, color=f"C{i}", label=ident["names"][i])
+        ax.plot(cur["t"], cur.get("same_location", cur["similarity"]), marker=".", lw=1, color=f"C{i}", label=f"{ident['names'][i]} (same location)")
+        ax.plot(cur["t"], cur["similarity"], lw=0.8, ls=":", color=f"C{i}", label=f"{ident['names'][i]} (first appearance)")
     ax.axhline(ident["threshold"], color="red", lw=0.8, ls="--", label="threshold")
     for f in ident["flags"]:
         ax.axvline(f["time_s"], color="red", lw=0.8)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("identity similarity")
-    ax.legend(fontsize=7, ncol=4)
+    ax.set_title("identity similarity to the first appearance at the same location (flags) and to the first appearance", fontsize=9)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     ax.grid(alpha=0.2)
     names.append(_save(fig, folder / "identity_curves.png"))
     return names
