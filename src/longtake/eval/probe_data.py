@@ -28,6 +28,7 @@ import torch.nn.functional as Fn
 
 from longtake.plan import plan
 from longtake.world import vocab as V
+from longtake.world.locations import LIGHT
 from longtake.world.renderer import WorldRenderer
 from longtake.world.sampler import Split, sample_story
 
@@ -248,8 +249,8 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, strength: float = 1.0, sca
 
     Per sample: Gaussian blur (sigma up to 1.6 frame pixels; ``scale`` = crop pixels per
     frame pixel), down- then up-sampling (the softness and block loss of a low-bitrate H.264
-    encode), brightness/contrast/per-channel gain jitter and Gaussian noise. A quarter of the
-    samples stay clean. Two calls from equal generator states draw the same degradation
+    encode), half-resolution chroma (the 4:2:0 of every mp4), brightness/contrast/per-channel
+    gain jitter and Gaussian noise. A quarter of the samples stay clean. Two calls from equal generator states draw the same degradation
     parameters for the same N (so a figure crop and its head crop match).
     """
     n = x.shape[0]
@@ -263,6 +264,9 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, strength: float = 1.0, sca
         h, w = x.shape[-2:]
         small = Fn.interpolate(y[down], size=(max(8, int(h * f)), max(8, int(w * f))), mode="area")
         y[down] = Fn.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    sub = u(n) < 0.6 * strength
+    if sub.any():
+        y[sub] = chroma_subsample(y[sub], max(2, round(2 * scale)))
     gain = 1 + (u(n, 3) - 0.5) * 0.12 * strength
     bright = 1 + (u(n, 1) - 0.5) * 0.2 * strength
     mean = y.mean((1, 2, 3), keepdim=True)
@@ -271,6 +275,39 @@ def augment(x: torch.Tensor, gen: torch.Generator, *, strength: float = 1.0, sca
     y = y * (gain * bright)[:, :, None, None]
     y = y + torch.randn(y.shape, generator=gen) * (u(n, 1, 1, 1) * 0.025 * strength)
     return torch.where(keep, x, y.clamp(0, 1))
+
+
+_LIGHTS = torch.tensor([LIGHT[k] for k in LOCATION_IDS])  # (9, 3) RGB factors of each location's light
+
+
+def relight(x: torch.Tensor, masks: torch.Tensor, locations: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Characters lit as if in another location. x (N, 3, H, W) in [0, 1], masks (N, H, W)
+    bool character pixels, locations (N,) location indices -> (N, 3, H, W).
+
+    StoryWorld multiplies a character's colours by its location's light (dim blue at night,
+    green in the forest); dividing by it and multiplying by another location's light gives the
+    same character elsewhere, so identity and colour probes learn to see through lighting.
+    Each frame is relit with probability ``p``.
+    """
+    n = x.shape[0]
+    change = torch.rand(n, generator=gen) < p
+    new = torch.randint(0, len(LOCATION_IDS), (n,), generator=gen)
+    ratio = torch.where(change[:, None], _LIGHTS[new] / _LIGHTS[locations], torch.ones(n, 3))  # (N, 3)
+    return torch.where(masks[:, None], x * ratio[:, :, None, None], x).clamp(0, 1)
+
+
+#: RGB -> (Y, Cb, Cr) of BT.601 (the matrix x264 uses for 128x128 video by default).
+_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def chroma_subsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """x (N, 3, H, W) RGB in [0, 1] -> same, with Cb/Cr averaged over ``factor`` x ``factor``
+    blocks and upsampled again (as yuv420p does), luma kept."""
+    ycc = torch.einsum("ij,njhw->nihw", _YCC, x)  # (N, 3, H, W)
+    h, w = x.shape[-2:]
+    c = Fn.avg_pool2d(ycc[:, 1:], factor, ceil_mode=True)  # (N, 2, H/f, W/f)
+    ycc = torch.cat([ycc[:, :1], Fn.interpolate(c, size=(h, w), mode="bilinear", align_corners=False)], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(_YCC), ycc).clamp(0, 1)
 
 
 def degrade_fixed(frames: np.ndarray, *, seed: int = 0) -> np.ndarray:

@@ -4,7 +4,7 @@ Data: ``sample_story(seed, 30, split="heldout")`` for seeds 0..n-1 (held-out loo
 story seeds), 3 frames per shot, each story in 3 seed variants (variant 0 = the story's own
 seed; variants 1 and 2 are twins: same captions, other hidden details). Every probe is scored
 on three versions of the same frames: ``clean`` ground truth, ``blurred`` (Gaussian blur
-sigma 1 px, 2x down- and up-sampling, noise 2/255) and ``h264`` (an x264 encode at CRF 30).
+sigma 1 px, 2x down- and up-sampling, noise 2/255) and ``h264`` (an x264 yuv420p encode at CRF 23, x264's default; longtake writes CRF 18).
 
 Protocols:
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CHUNK = 256
 
 
-def h264_roundtrip(frames: np.ndarray, *, crf: int = 30, fps: int = 16) -> np.ndarray:
+def h264_roundtrip(frames: np.ndarray, *, crf: int = 23, fps: int = 16) -> np.ndarray:
     """frames (N, H, W, 3) uint8 -> the same frames after an x264 encode/decode (yuv420p)."""
     import av
 
@@ -120,7 +120,7 @@ def _gt_box_heads(probes: StoryWorldProbes, data: ProbeData, frames: np.ndarray,
             want = labels[data.box_ident[boxes], j]
             ok = want >= 0
             res[key][k] = float((out[k].argmax(-1).numpy()[ok] == want[ok]).mean()) if ok.any() else float("nan")
-    return res | {"embedding": out["embedding"].numpy()}
+    return res | {"embedding": out["identity"].numpy()}
 
 
 def _reid(data: ProbeData, boxes: np.ndarray, emb: np.ndarray, rng: np.random.Generator, queries_per_ident: int = 3) -> dict[str, float]:
@@ -130,6 +130,8 @@ def _reid(data: ProbeData, boxes: np.ndarray, emb: np.ndarray, rng: np.random.Ge
     for i in rows:
         twin_of.setdefault((int(data.ident_story[i]), data.ident_char[i]), {})[int(data.ident_variant[i])] = i
     hits = hard = n = 0
+    pos_sims: list[float] = []
+    twin_sims: list[float] = []
     for (story, _), variants in twin_of.items():
         if 0 not in variants or len(variants) < 3 or rows[variants[0]].size < 2:
             continue
@@ -145,10 +147,15 @@ def _reid(data: ProbeData, boxes: np.ndarray, emb: np.ndarray, rng: np.random.Ge
             tw = [rng.choice(rows[t]) for t in twins]
             ot = [rng.choice(rows[o]) for o in rng.choice(others, 7, replace=False)]
             sims = emb[[p, *tw, *ot]] @ emb[q]
+            pos_sims.append(float(sims[0]))
+            twin_sims.extend(float(v) for v in sims[1:3])
             hits += int(np.argmax(sims) == 0)
             hard += int(np.argmax(sims[:3]) == 0)
             n += 1
-    return {"reid_top1": hits / max(n, 1), "reid_twins_top1": hard / max(n, 1), "reid_queries": n}
+    q = lambda v, p: float(np.percentile(v, p)) if v else float("nan")  # noqa: E731
+    return {"reid_top1": hits / max(n, 1), "reid_twins_top1": hard / max(n, 1), "reid_queries": n,
+            "cosine_same_p5": q(pos_sims, 5), "cosine_same_median": q(pos_sims, 50),
+            "cosine_twin_median": q(twin_sims, 50), "cosine_twin_p95": q(twin_sims, 95)}
 
 
 def _alignment(probes: StoryWorldProbes, data: ProbeData, frames: np.ndarray, rng: np.random.Generator) -> dict[str, float]:

@@ -54,7 +54,8 @@ class Instance:
     """One detected character. ``box`` x0, y0, x1, y1 (exclusive) in the frame's pixels;
     ``area`` person pixels inside the box; ``attributes`` the captioned attributes (keys of
     ``probe_data.ATTRIBUTES``; no ``hair_colour`` when bald; glasses "yes"/"no", hat "none"
-    or its kind); ``embedding`` (E,) the L2-normalised identity embedding."""
+    or its kind); ``embedding`` (E,) the L2-normalised identity embedding (as
+    :meth:`StoryWorldProbes.identity`); ``hidden`` the probe's reading of the hidden details."""
 
     box: tuple[int, int, int, int]
     area: int
@@ -93,13 +94,15 @@ class StoryWorldProbes:
     """The four probes over one set of weights. Build with :meth:`load`."""
 
     def __init__(self, scene: SceneNet, crop: CropNet, align: AlignNet | None = None, tokenizer: Tokenizer | None = None,
-                 *, threshold: float = 0.35, meta: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> None:
+                 *, threshold: float = 0.35, hidden_weight: float = 1.5, meta: dict[str, Any] | None = None,
+                 device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.scene = scene.to(self.device).eval()
         self.crop = crop.to(self.device).eval()
         self.align = align.to(self.device).eval() if align is not None else None
         self.tokenizer = tokenizer
         self.threshold = float(threshold)
+        self.hidden_weight = float(hidden_weight)
         self.meta = dict(meta or {})
 
     # -- persistence -----------------------------------------------------------------------
@@ -131,7 +134,8 @@ class StoryWorldProbes:
                 tok = Tokenizer(cfg["vocab"])
         except (KeyError, TypeError, RuntimeError) as err:
             raise EvalError(f"StoryWorld probes in {path} do not match this version of longtake: {err}") from err
-        return cls(scene, crop, align, tok, threshold=cfg.get("threshold", 0.35), meta=cfg.get("meta", {}), device=device)
+        return cls(scene, crop, align, tok, threshold=cfg.get("threshold", 0.35), hidden_weight=cfg.get("hidden_weight", 1.5),
+                   meta=cfg.get("meta", {}), device=device)
 
     def save(self, folder: str | Path, *, meta: dict[str, Any] | None = None) -> None:
         """Write ``probes.safetensors`` and ``probes.json`` into ``folder``."""
@@ -140,6 +144,7 @@ class StoryWorldProbes:
         tensors = {f"scene.{k}": v for k, v in self.scene.state_dict().items()}
         tensors |= {f"crop.{k}": v for k, v in self.crop.state_dict().items()}
         cfg: dict[str, Any] = {"format": "longtake-storyworld-probes", "version": 1, "threshold": self.threshold,
+                               "hidden_weight": self.hidden_weight,
                                "scene": vars(self.scene.cfg), "crop": vars(self.crop.cfg), "align": None,
                                "locations": list(LOCATION_IDS), "attributes": {k: list(v) for k, v in ATTRIBUTES.items()},
                                "hidden": {k: list(v) for k, v in HIDDEN.items()}, "poses": list(POSES)}
@@ -172,10 +177,21 @@ class StoryWorldProbes:
         """x (N, 3, 128, 128), index (M,), boxes (M, 4) in 128-px coordinates -> CropNet outputs."""
         if boxes.shape[0] == 0:
             heads = {n: torch.zeros(0, k) for n, k in self.crop.cfg.heads.items()}
-            return heads | {"embedding": torch.zeros(0, self.crop.cfg.embed_dim)}
+            dim = self.crop.cfg.embed_dim + sum(len(v) for v in HIDDEN.values())
+            return heads | {"embedding": torch.zeros(0, self.crop.cfg.embed_dim), "identity": torch.zeros(0, dim)}
         body, head = crop_boxes(x, index, boxes, self.crop.cfg)  # (M, 3, ch, cw), (M, 3, hh, hw)
         outs = [self.crop(body[i : i + 4 * BATCH], head[i : i + 4 * BATCH]) for i in range(0, body.shape[0], 4 * BATCH)]
-        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        out = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        out["identity"] = self._identity_embedding(out)
+        return out
+
+    def _identity_embedding(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(M, E + sum of hidden classes): the contrastive embedding joined with the hidden-detail
+        probabilities (weight ``hidden_weight``), L2-normalised. The classifiers' readings of
+        shoes, badge, skin and bag do not move with pose or background, which keeps one
+        character's similarity high across shots and its twins' low (docs/probes.md)."""
+        hid = torch.cat([torch.softmax(out[n], -1) for n in HIDDEN], -1) * (self.hidden_weight / len(HIDDEN) ** 0.5)
+        return Fn.normalize(torch.cat([out["embedding"], hid], -1), dim=-1)
 
     # -- probes ------------------------------------------------------------------------------
     def location_probs(self, frames: np.ndarray) -> np.ndarray:
@@ -223,14 +239,15 @@ class StoryWorldProbes:
                 del attrs["hair_colour"]
             box = tuple(int(round(float(v))) for v in boxes[m].numpy() * scale)
             result[int(index[m])].append(Instance(
-                box=box, area=int(round(areas[m] * sx * sy)), attributes=attrs, embedding=co["embedding"][m].cpu().numpy(),  # type: ignore[arg-type]
+                box=box, area=int(round(areas[m] * sx * sy)), attributes=attrs, embedding=co["identity"][m].cpu().numpy(),  # type: ignore[arg-type]
                 score=float(scores[m]), pose=POSES[probs["pose"][m]], hidden={n: HIDDEN[n][probs[n][m]] for n in HIDDEN},
             ))
         return result
 
     def identity(self, frames: np.ndarray, boxes: np.ndarray | list[tuple[int, int, int, int]]) -> np.ndarray:
         """frames (N, H, W, 3) uint8 and one box per frame (N, 4) x0, y0, x1, y1 in pixels ->
-        (N, E) L2-normalised identity embeddings (cosine similarity compares them)."""
+        (N, E) L2-normalised identity embeddings (E = 64 + 43 hidden-detail classes = 107;
+        cosine similarity compares them)."""
         arr = _frames_array(frames)
         b = np.asarray(boxes, np.float32).reshape(-1, 4)
         if b.shape[0] != arr.shape[0]:
@@ -240,7 +257,7 @@ class StoryWorldProbes:
         x, sx, sy = self._tensor(arr)
         b = b / np.array([sx, sy, sx, sy], np.float32)
         co = self._crops(x, torch.arange(x.shape[0]), torch.from_numpy(b))
-        return co["embedding"].cpu().numpy()
+        return co["identity"].cpu().numpy()
 
     def frame_features(self, frames: np.ndarray) -> np.ndarray:
         """frames (N, H, W, 3) uint8 -> (N, D) probe features the alignment model reads:

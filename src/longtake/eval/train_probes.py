@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data)
+from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data, relight)
 from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
-                                        crop_boxes)
+                                        box_iou, crop_boxes, decode_boxes)
 from longtake.eval.probes import StoryWorldProbes
 from longtake.model.tokenizer import Tokenizer
 
@@ -34,6 +34,8 @@ log = logging.getLogger("longtake.eval.train_probes")
 
 #: Sampler seeds of the alignment stories start here (disjoint from the crop stories).
 CLIP_SEED0 = 1_000_000
+#: Centre probability above which a heat-map peak is a character.
+THRESHOLD = 0.35
 
 
 def _frames(data: ProbeData, idx: np.ndarray) -> torch.Tensor:
@@ -153,9 +155,33 @@ def crop_heads() -> dict[str, int]:
     return {**{k: len(v) for k, v in ATTRIBUTES.items()}, **{k: len(v) for k, v in HIDDEN.items()}, "pose": len(POSES)}
 
 
-def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, lr: float, gen: torch.Generator,
-               min_area: int = 100) -> CropNet:
-    """Batches of ``stories_per_batch`` (story, character) twin pairs, two views each."""
+@torch.no_grad()
+def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float) -> np.ndarray:
+    """(M, 4) the detection matching each ground-truth box best (IoU >= 0.5), NaN if none:
+    the crop probe also trains on the boxes it will be given at inference."""
+    out = np.full((data.box_frame.size, 4), np.nan, np.float32)
+    for start in range(0, data.frames.shape[0], 64):
+        idx = np.arange(start, min(start + 64, data.frames.shape[0]))
+        o = scene(_frames(data, idx))
+        dets = decode_boxes(o["heat"], o["size"], o["offset"], stride=scene.cfg.stride, threshold=threshold,
+                            frame_hw=data.frames.shape[1:3])
+        for f, (boxes, _) in zip(idx, dets):
+            sel = np.flatnonzero(data.box_frame == f)
+            if sel.size and len(boxes):
+                iou = box_iou(torch.from_numpy(data.box_xyxy[sel]), torch.from_numpy(boxes)).numpy()  # (K, D)
+                best = iou.argmax(1)
+                hit = iou[np.arange(sel.size), best] >= 0.5
+                out[sel[hit]] = boxes[best[hit]]
+    return out
+
+
+def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: int, lr: float, gen: torch.Generator,
+               det_xyxy: np.ndarray | None = None, min_area: int = 100) -> CropNet:
+    """Batches of ``stories_per_batch`` (story, character) twin pairs, two views each (the
+    positives and hard negatives of the contrastive loss), plus ``singles`` boxes of other
+    characters: more distinct looks per batch for the attribute heads, and easy negatives.
+    Half of the boxes are the detector's (``det_xyxy``, where it found the character), the
+    others jittered ground truth; half of the frames are relit as another location."""
     net = CropNet(CropConfig(heads=crop_heads())).to(memory_format=torch.channels_last)  # faster convolutions on CPU
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = _schedule(opt, steps, lr)
@@ -168,6 +194,7 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, lr: float
         if by_ident[i].size >= 2:
             twins.setdefault((int(s), c), []).append(i)
     groups = [g for g in twins.values() if len(g) >= 2]
+    usable = np.flatnonzero(ok)
     attr = torch.from_numpy(data.ident_attr)
     hid = torch.from_numpy(data.ident_hidden)
     pose = torch.from_numpy(data.box_pose)
@@ -180,10 +207,16 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, lr: float
             for ident in groups[g][:2]:
                 cand = by_ident[ident]
                 bidx.extend(cand[torch.randperm(cand.size, generator=gen)[:2].numpy()])
+        bidx.extend(usable[torch.randint(0, usable.size, (singles,), generator=gen).numpy()])
         b = np.asarray(bidx)
         frames, inv = np.unique(data.box_frame[b], return_inverse=True)
         boxes = jitter_boxes(torch.from_numpy(data.box_xyxy[b]), gen)
-        body, head = crop_boxes(_frames(data, frames), torch.from_numpy(inv), boxes, net.cfg)
+        if det_xyxy is not None:
+            det = torch.from_numpy(det_xyxy[b])
+            use = torch.isfinite(det[:, 0]) & (torch.rand(b.size, generator=gen) < 0.5)
+            boxes[use] = det[use]
+        lit = relight(_frames(data, frames), torch.from_numpy(data.masks[frames]), torch.from_numpy(data.locations[frames]), gen)
+        body, head = crop_boxes(lit, torch.from_numpy(inv), boxes, net.cfg)
         twin_gen = torch.Generator().set_state(gen.get_state())
         cl = torch.channels_last
         out = net(augment(body, gen).contiguous(memory_format=cl), augment(head, twin_gen, scale=1.5).contiguous(memory_format=cl))
@@ -204,24 +237,29 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, lr: float
 # -- alignment --------------------------------------------------------------------------------
 
 
-def clip_features(probes: StoryWorldProbes, data: ProbeData, gen: torch.Generator | None) -> np.ndarray:
-    """(S, 2D) pooled probe features of every clip; frames degraded with ``augment`` when
-    ``gen`` is given (so the alignment model learns from what blurry video gives the probes)."""
+def frame_features(probes: StoryWorldProbes, data: ProbeData, gen: torch.Generator) -> np.ndarray:
+    """(N, D) probe features of every frame, degraded with ``augment`` first (so the alignment
+    model learns from what blurry video gives the probes)."""
     feats = []
     for i in range(0, data.frames.shape[0], 256):
-        x = data.frames[i : i + 256]
-        if gen is not None:
-            t = augment(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, gen)
-            x = (t * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        feats.append(probes.frame_features(x))
-    f = np.concatenate(feats)
-    return np.stack([probes.pool_clip(f[c]) for c in data.clip_frames])
+        t = augment(torch.from_numpy(data.frames[i : i + 256]).permute(0, 3, 1, 2).float() / 255, gen)
+        feats.append(probes.frame_features((t * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()))
+    return np.concatenate(feats)
 
 
-def train_align(feats: np.ndarray, prompts: list[str], *, steps: int, batch: int, lr: float, gen: torch.Generator) -> tuple[AlignNet, Tokenizer]:
-    """CLIP's symmetric InfoNCE over batches of distinct prompts."""
+def train_align(feats: np.ndarray, clips: list[np.ndarray], prompts: list[str], stories: list[int], *, steps: int,
+                batch: int, lr: float, gen: torch.Generator, whole_stories: int = 8) -> tuple[AlignNet, Tokenizer]:
+    """CLIP's symmetric InfoNCE over batches of distinct prompts. feats (N, D) frame features,
+    ``clips[i]`` the frame rows of clip i (time order), ``prompts[i]`` its prompt,
+    ``stories[i]`` its story (-1: not used for whole-story batches). A batch holds every shot
+    of ``whole_stories`` stories -- the same characters and place, different actions, who is
+    on screen and camera: the negatives that teach a per-segment score to follow the prompt
+    switches of one video -- filled up with random prompts. Each step pools a random, ordered
+    subset of each clip's frames, so one frame or a whole shot both give in-distribution
+    clip features."""
     tok = Tokenizer.build(prompts)
-    net = AlignNet(AlignConfig(vocab_size=len(tok), video_dim=feats.shape[1]))
+    dim = StoryWorldProbes.pool_clip(feats[:1]).shape[0]
+    net = AlignNet(AlignConfig(vocab_size=len(tok), video_dim=dim))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = _schedule(opt, steps, lr)
     uniq = sorted(set(prompts))
@@ -230,15 +268,29 @@ def train_align(feats: np.ndarray, prompts: list[str], *, steps: int, batch: int
     for c, p in enumerate(prompts):
         clips_of[pid[p]].append(c)
     bags = [bag_inputs(tok, [p], net.cfg.bigram_buckets)[0] for p in uniq]
-    video = torch.from_numpy(feats)
+    by_story: dict[int, list[int]] = {}
+    for c, st in enumerate(stories):
+        if st >= 0:
+            by_story.setdefault(st, []).append(pid[prompts[c]])
+    story_keys = sorted(by_story)
     net.train()
     for step in range(steps):
-        ps = torch.randperm(len(uniq), generator=gen)[:batch].tolist()
-        cs = [clips_of[p][int(torch.randint(len(clips_of[p]), (1,), generator=gen))] for p in ps]
+        ps = []
+        for k in torch.randperm(len(story_keys), generator=gen)[:whole_stories].tolist():
+            ps.extend(p for p in dict.fromkeys(by_story[story_keys[k]]) if p not in ps)
+        seen = set(ps)
+        ps.extend(p for p in torch.randperm(len(uniq), generator=gen)[: 2 * batch].tolist() if p not in seen)
+        ps = ps[:batch]
+        video = []
+        for p in ps:
+            rows = clips[clips_of[p][int(torch.randint(len(clips_of[p]), (1,), generator=gen))]]
+            k = int(torch.randint(1, len(rows) + 1, (1,), generator=gen))
+            pick = np.sort(torch.randperm(len(rows), generator=gen)[:k].numpy())
+            video.append(StoryWorldProbes.pool_clip(feats[rows[pick]]))
         ids = torch.cat([bags[p] for p in ps])
         offsets = torch.tensor(np.cumsum([0] + [len(bags[p]) for p in ps[:-1]]), dtype=torch.long)
         t = net.encode_text(ids, offsets)
-        v = net.encode_video(video[cs])
+        v = net.encode_video(torch.from_numpy(np.stack(video)))
         logits = net.scale.exp().clamp(max=100) * v @ t.T  # (B, B)
         target = torch.arange(len(ps))
         loss = (Fn.cross_entropy(logits, target) + Fn.cross_entropy(logits.T, target)) / 2
@@ -261,16 +313,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clip-stories", type=int, default=300)
     ap.add_argument("--heldout-stories", type=int, default=80)
     ap.add_argument("--scene-steps", type=int, default=500)
-    ap.add_argument("--crop-steps", type=int, default=1800)
-    ap.add_argument("--align-steps", type=int, default=1500)
+    ap.add_argument("--crop-steps", type=int, default=2700)
+    ap.add_argument("--align-steps", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--eval-only", action="store_true", help="only score the probes already in --out (rewrites metrics.json)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
+    if args.eval_only:
+        probes = StoryWorldProbes.load(args.out)
+        _evaluate(probes, Path(args.out), args.heldout_stories, probes.meta.get("train_wall_s"))
+        return
     t0 = time.time()
     # many short stories: thousands of distinct looks, so the crop probe cannot memorise them
     data = build_data("train", range(args.train_stories), duration=16.0, variants=2, frames_per_shot=1,
@@ -284,12 +341,19 @@ def main(argv: list[str] | None = None) -> None:
     scene = train_scene([data, clips], steps=args.scene_steps, batch=32, lr=3e-3, gen=gen)
     t_scene = time.time() - t
     t = time.time()
-    crop = train_crop(data, steps=args.crop_steps, stories_per_batch=24, lr=3e-3, gen=gen)
+    det = detector_boxes(scene, data, THRESHOLD)
+    log.info("detector found %.1f%% of the training boxes", 100 * np.isfinite(det[:, 0]).mean())
+    crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det)
     t_crop = time.time() - t
     t = time.time()
-    probes = StoryWorldProbes(scene, crop)
-    feats = clip_features(probes, clips, gen)
-    probes.align, probes.tokenizer = train_align(feats, clips.clip_prompt, steps=args.align_steps, batch=128, lr=2e-3, gen=gen)
+    probes = StoryWorldProbes(scene, crop, threshold=THRESHOLD)
+    # pairs from both sets: the one-frame clips of the many short stories add looks, the
+    # four-frame clips of the longer ones add time (motion, trend)
+    feats = np.concatenate([frame_features(probes, clips, gen), frame_features(probes, data, gen)])
+    rows = [*clips.clip_frames, *(c + clips.frames.shape[0] for c in data.clip_frames)]
+    stories = [*clips.clip_story.tolist(), *([-1] * len(data.clip_prompt))]
+    probes.align, probes.tokenizer = train_align(feats, rows, [*clips.clip_prompt, *data.clip_prompt], stories,
+                                                 steps=args.align_steps, batch=128, lr=2e-3, gen=gen)
     t_align = time.time() - t
     wall = time.time() - t0
     log.info("trained in %.0fs (scene %.0fs, crop %.0fs, align %.0fs)", wall, t_scene, t_crop, t_align)
@@ -300,12 +364,16 @@ def main(argv: list[str] | None = None) -> None:
     probes.save(args.out, meta=meta)
     del data, clips
     if not args.skip_eval:
-        from longtake.eval.probe_eval import evaluate, format_table
+        _evaluate(probes, Path(args.out), args.heldout_stories, round(wall, 1))
 
-        metrics = evaluate(probes, stories=args.heldout_stories)
-        metrics["train_wall_s"] = round(wall, 1)
-        (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
-        log.info("held-out accuracy\n%s", format_table(metrics))
+
+def _evaluate(probes: StoryWorldProbes, out: Path, stories: int, train_wall_s: float | None) -> None:
+    from longtake.eval.probe_eval import evaluate, format_table
+
+    metrics = evaluate(probes, stories=stories)
+    metrics["train_wall_s"] = train_wall_s
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    log.info("held-out accuracy\n%s", format_table(metrics))
 
 
 if __name__ == "__main__":
