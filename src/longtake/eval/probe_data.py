@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from einops import rearrange
 
 from longtake.plan import plan
 from longtake.world import vocab as V
@@ -238,10 +239,10 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     k = torch.exp(-0.5 * (taps[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)  # (N, 7)
     k = k / k.sum(1, keepdim=True)
     k = k.repeat_interleave(c, 0)  # (N*C, 7)
-    y = x.reshape(1, n * c, h, w)  # (1, N*C, H, W)
+    y = rearrange(x, "n c h w -> 1 (n c) h w")  # (1, N*C, H, W): one group per sample channel
     y = Fn.conv2d(Fn.pad(y, (radius, radius, 0, 0), mode="replicate"), k[:, None, None, :], groups=n * c)
     y = Fn.conv2d(Fn.pad(y, (0, 0, radius, radius), mode="replicate"), k[:, None, :, None], groups=n * c)
-    return y.reshape(n, c, h, w)  # (N, C, H, W)
+    return rearrange(y, "1 (n c) h w -> n c h w", n=n)  # (N, C, H, W)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, strength: float = 1.0, scale: float = 1.0) -> torch.Tensor:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from einops import reduce
 
 from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data, relight)
 from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
@@ -70,7 +71,7 @@ def scene_targets(data: ProbeData, stride: int) -> dict[str, torch.Tensor]:
         size[f, :, iy, ix] = np.log([max(x1 - x0, 1.0), max(y1 - y0, 1.0)])
         offset[f, :, iy, ix] = (cx - ix, cy - iy)
         reg[f, iy, ix] = True
-    soft = data.masks.reshape(n, h, stride, w, stride).mean((2, 4), dtype=np.float32)  # (N, h, w)
+    soft = reduce(data.masks.astype(np.float32), "n (h a) (w b) -> n h w", "mean", a=stride, b=stride)  # (N, h, w)
     return {"heat": torch.from_numpy(heat), "size": torch.from_numpy(size), "offset": torch.from_numpy(offset),
             "reg": torch.from_numpy(reg), "mask": torch.from_numpy(soft)}
 
