@@ -37,6 +37,7 @@ def visible_ids(truth) -> list[str]:
 
 
 def run_story(story, generator, probes, seed: int, *, windows: list[tuple[float, float]] | None = None) -> dict:
+    from longtake.eval.probes import match_attributes
     from longtake.plan import plan
     from longtake.world.parse import parse_appearance
     from longtake.world.renderer import WorldRenderer
@@ -58,8 +59,6 @@ def run_story(story, generator, probes, seed: int, *, windows: list[tuple[float,
             mid = n // 2
             ids = [cid for cid in visible_ids(truths[mid]) if cid in described]
             if ids:
-                from longtake.eval.probes import match_attributes
-
                 inst = probes.instances(frames[mid : mid + 1])[0]
                 row[f"{name}_attr"] = [match_attributes(described[cid], inst) for cid in ids]
             else:

@@ -34,6 +34,15 @@ def atomic_output(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
+def publish_file(tmp: str | Path, path: str | Path) -> Path:
+    """Move a finished temporary file onto ``path``: its data reaches the disk first, so the
+    rename never publishes a file whose contents are still in the page cache."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return Path(path)
+
+
 def write_text_atomic(path: str | Path, text: str, *, fsync: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     path = Path(path)

@@ -39,6 +39,17 @@ CLIP_SEED0 = 1_000_000
 THRESHOLD = 0.35
 
 
+
+def _optimise(opt, sched, losses: dict, tag: str, step: int, steps: int, t0: float) -> None:
+    """One optimiser step on the sum of ``losses``; a log line every 200 steps and at the end."""
+    loss = sum(losses.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[union-attr]
+    opt.step()
+    sched.step()
+    if step % 200 == 0 or step == steps - 1:
+        log.info("%s %d/%d %.0fs %s", tag, step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+
 def _frames(data: ProbeData, idx: np.ndarray) -> torch.Tensor:
     """(B, 3, H, W) float in [0, 1] of frames ``idx``."""
     return torch.from_numpy(data.frames[idx]).permute(0, 3, 1, 2).float() / 255
@@ -108,13 +119,7 @@ def train_scene(datas: list[ProbeData], *, steps: int, batch: int, lr: float, ge
             "offset": Fn.l1_loss(out["offset"].permute(0, 2, 3, 1)[reg], tg["offset"][idx].permute(0, 2, 3, 1)[reg]) if reg.any() else out["offset"].sum() * 0,
             "mask": Fn.binary_cross_entropy_with_logits(out["mask"][:, 0], tg["mask"][idx]),
         }
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
-        sched.step()
-        if step % 200 == 0 or step == steps - 1:
-            log.info("scene %d/%d %.0fs %s", step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+        _optimise(opt, sched, losses, "scene", step, steps, t0)
     return net.eval()
 
 
@@ -225,13 +230,7 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: 
         losses = {"attr": _heads_loss(out, ATTRIBUTES, attr[ident]), "hidden": 0.5 * _heads_loss(out, HIDDEN, hid[ident]),
                   "pose": 0.3 * Fn.cross_entropy(out["pose"], pose[b]),
                   "supcon": supcon_loss(out["embedding"], ident)}
-        loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[union-attr]
-        opt.step()
-        sched.step()
-        if step % 200 == 0 or step == steps - 1:
-            log.info("crop %d/%d %.0fs %s", step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+        _optimise(opt, sched, losses, "crop", step, steps, t0)
     return net.eval()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from longtake.atomic import atomic_output, write_text_atomic
 from longtake.model.vae_builtin import VAE_PRESETS, BuiltinVAE, BuiltinVAEConfig
 from longtake.train.checkpoint import Clock, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
@@ -93,13 +95,8 @@ def train_vae(run: Path, cfg: TrainConfig, shards: Path, on_log: OnLog | None = 
     scaled.load_state_dict(vae.state_dict())
     scaled.eval()
     out.mkdir(parents=True, exist_ok=True)
-    from longtake.atomic import atomic_output
-
     with atomic_output(final, suffix=".safetensors") as tmp:
         scaled.save_safetensors(tmp)
     log.info("VAE: latent std %.3f -> latent_scale %.3f", std, 1.0 / std)
-    from longtake.atomic import write_text_atomic
-    import json as _json
-
-    write_text_atomic(out / "eval.json", _json.dumps({"whole_frame_l1": l1, "latent_std": std, "steps": step}, indent=1))
+    write_text_atomic(out / "eval.json", json.dumps({"whole_frame_l1": l1, "latent_std": std, "steps": step}, indent=1))
     return scaled

@@ -11,7 +11,6 @@ Segments are written under a temporary name and renamed when closed, like
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from longtake.atomic import publish_file
 from longtake.video.errors import VideoError
 
 SEGMENT_SUFFIX = ".mkv"
@@ -64,9 +64,7 @@ class SegmentWriter:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             self._container.close()
-            with open(self._tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self._tmp, self.path)
+            publish_file(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise

@@ -23,7 +23,6 @@ Design choices (documented because callers depend on them):
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +31,7 @@ from types import TracebackType
 import av
 import numpy as np
 
+from longtake.atomic import publish_file
 from longtake.video.audio_mux import AudioMuxer
 from longtake.video.errors import VideoError
 from longtake.video.provenance import container_metadata
@@ -189,9 +189,7 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.finish(self.frames_written / self.fps)
             self._container.close()
-            with open(self._tmp, "rb+") as fh:  # data on disk before the rename publishes it
-                os.fsync(fh.fileno())
-            os.replace(self._tmp, self.path)
+            publish_file(self._tmp, self.path)
         except BaseException as err:
             self.abort()
             if isinstance(err, av.FFmpegError | OSError):
