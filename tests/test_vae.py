@@ -97,7 +97,7 @@ def test_builtin_errors(tmp_path) -> None:
 
 def test_builtin_presets_geometry() -> None:
     cfg = VAE_PRESETS["builtin"]
-    assert cfg.spatial_factor == 8 and cfg.temporal_factor == 4
+    assert cfg.spatial_factor == 4 and cfg.temporal_factor == 4
     vae = BuiltinVAE(cfg)
     assert vae.frames_for_latents(5) == 17 and vae.latents_for_frames(17) == 5
     assert vae.frames_for_latents(0) == 0

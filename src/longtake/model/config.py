@@ -110,13 +110,14 @@ class DiTConfig:
 PRESETS: dict[str, DiTConfig] = {
     # Wan2.1-T2V-1.3B (REFERENCES.md); streaming settings of Self-Forcing / LongLive.
     "wan2.1-1.3b": DiTConfig(),
-    # The CPU model: 128x128 video at 16 fps -> (assumed) 8x spatial, 4x temporal VAE with 16
-    # latent channels -> 16x16 latents -> 8x8 = 64 tokens per latent frame. Sized so one chunk
+    # The CPU model: 128x128 video at 16 fps -> the built-in 4x spatial, 4x temporal VAE with
+    # 16 latent channels -> 32x32 latents -> 4x4 patches -> 8x8 = 64 tokens per latent frame. Sized so one chunk
     # (4 denoising steps + 1 cache write) fits in well under 0.75 s of a 2-core CPU
     # (3 latent frames = 12 video frames at 16 fps); see bench/bench_dit.py.
     "builtin": DiTConfig(
         in_channels=16,
         out_channels=16,
+        patch_size=(1, 4, 4),
         num_layers=6,
         num_heads=4,
         head_dim=64,

@@ -77,9 +77,10 @@ def latent_story(config: TrainConfig, j: int):
 
 
 @torch.no_grad()
-def encode_story(story, vae, *, latent_frames: int) -> tuple[torch.Tensor, list[dict]]:
+def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, list[dict]]:
     """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16 and
-    per-chunk metadata (prompt, entities, location, cut, switch)."""
+    per-chunk metadata (prompt, entities, location, cut, switch). ``bf16`` runs the encoder
+    under bfloat16 autocast (the latents are stored in float16 anyway)."""
     t = vae.temporal_factor
     timeline = plan(story, frames_per_chunk=t * latent_frames, first_chunk_frames=1 + t * (latent_frames - 1))
     renderer = WorldRenderer(story)
@@ -91,9 +92,10 @@ def encode_story(story, vae, *, latent_frames: int) -> tuple[torch.Tensor, list[
             # Continuation groups of t frames are encoded independently of what came before
             # (per-frame convs, disjoint groups): prepend any frame, drop its latent.
             video = torch.cat([video[:, :, :1], video], dim=2)
-            z = vae.encode(video)[:, :, 1:]
-        else:
-            z = vae.encode(video)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z = vae.encode(video).float()
+        if chunk.index > 0 and t > 1:
+            z = z[:, :, 1:]
         if z.shape[2] != latent_frames:
             raise TrainError(f"chunk {chunk.index}: encoded {z.shape[2]} latent frames, expected {latent_frames}")
         lats.append(rearrange(z[0], "c f h w -> f c h w").half())
@@ -117,7 +119,7 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
         if not path.exists():
             tensors, metas = {}, {}
             for j in members:
-                z, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames)
+                z, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
                 tensors[f"story{j:06d}"] = z.contiguous()
                 metas[f"story{j:06d}"] = meta
                 done += 1
@@ -177,7 +179,7 @@ class LatentClips:
         rest = clip_chunks - 1
         j = 1 if rng.random() < contiguous else int(rng.integers(1, k - rest + 1))
         idx = [0, *range(j, j + rest)]
-        lat = torch.cat([story.latents[c * f : (c + 1) * f] for c in idx]).float()  # (clip_chunks*F, C, H, W)
+        lat = torch.cat([story.latents[c * f : (c + 1) * f].float() for c in idx])  # (clip_chunks*F, C, H, W)
         return rearrange(lat, "f c h w -> c f h w"), [story.chunks[c]["prompt"] for c in idx]
 
     def batch(self, rng: np.random.Generator, batch: int, clip_chunks: int) -> tuple[torch.Tensor, list[list[str]]]:

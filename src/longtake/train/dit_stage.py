@@ -35,7 +35,7 @@ from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_few_step
 from longtake.sample.schedules import flow_shift, self_forcing_sigmas
-from longtake.train.checkpoint import EMA, Clock, load_checkpoint, save_checkpoint, step_rng
+from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips
 from longtake.train.plots import plot_losses
@@ -158,18 +158,19 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             base = [lr_at(step, cfg.forcing_steps, cfg.lr, cfg.warmup), lr_at(step, cfg.forcing_steps, cfg.text_lr, cfg.warmup)]
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr
-        loss, value = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch)
-        metrics = {"forcing": value}
-        if rollout:
-            rl, rvalue = rollout_loss(dit, text, clips, cfg, rng, gen, cfg.rollout_batch)
-            loss = loss + rl
-            metrics["rollout"] = rvalue
+        with autocast(cfg):
+            loss, value = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch)
+            metrics = {"forcing": value}
+            if rollout:
+                rl, rvalue = rollout_loss(dit, text, clips, cfg, rng, gen, cfg.rollout_batch)
+                loss = loss + rl
+                metrics["rollout"] = rvalue
         opt.zero_grad(set_to_none=True)
         loss.backward()
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 1.0))
         opt.step()
-        ema_dit.update(dit)
-        ema_text.update(text)
+        ema_dit.update(dit, step)
+        ema_text.update(text, step)
         step += 1
         losses["forcing"].append((step, metrics["forcing"]))
         if rollout:

@@ -13,7 +13,7 @@ import torch
 
 from longtake.atomic import atomic_output, write_text_atomic
 from longtake.model.vae_builtin import VAE_PRESETS, BuiltinVAE, BuiltinVAEConfig
-from longtake.train.checkpoint import Clock, load_checkpoint, save_checkpoint, step_rng
+from longtake.train.checkpoint import Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import FrameWindows
 from longtake.train.plots import plot_losses
@@ -65,7 +65,8 @@ def train_vae(run: Path, cfg: TrainConfig, shards: Path, on_log: OnLog | None = 
         x = data.batch(rng, cfg.vae_batch, frames, crop=cfg.vae_crop)  # (B, 3, frames, h, w)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.vae_steps, cfg.vae_lr, warmup=min(50, cfg.vae_steps))
-        loss, metrics = vae.loss(x)
+        with autocast(cfg):
+            loss, metrics = vae.loss(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
