@@ -192,3 +192,35 @@ def test_render_story_writes_the_video(parts, tmp_path):
     assert info.num_frames == tl.num_frames == res.frames
     assert (info.width, info.height) == (SIZE, SIZE)
     assert json.loads(res.manifest.read_text())["generator"]["kind"] == "learned"
+
+
+def test_bf16_autocast_runs_resumes_exactly_and_stays_near_float32(parts):
+    """bf16 autocast (the CPU default where bf16 is native): finite frames, exact resume,
+    and the same picture as float32 up to bf16 rounding."""
+    fp32 = make_gen(parts)
+    bf16 = make_gen(parts, autocast=torch.bfloat16)
+    assert bf16.info().settings["autocast"] == "bfloat16" and fp32.info().settings["autocast"] is None
+    timeline = plan_for(bf16)
+    a = frames_of(fp32, timeline, seed=3)
+    b = frames_of(bf16, timeline, seed=3)
+    diff = np.abs(np.concatenate(a).astype(np.int16) - np.concatenate(b).astype(np.int16))
+    assert diff.mean() < 4.0, diff.mean()  # uint8 levels
+    straight = list(bf16.stream(timeline, seed=3))
+    state = None
+    for fc in bf16.stream(timeline, seed=3):
+        if fc.chunk.index == 1:
+            state = bf16.state_dict()
+            break
+    resumed = list(make_gen(parts, autocast=torch.bfloat16).stream(timeline, seed=3, start_chunk=2, state=state))
+    for x, y in zip(straight[2:], resumed, strict=True):
+        np.testing.assert_array_equal(x.frames, y.frames)
+
+
+def test_precision_choice():
+    from longtake.generate.causal import resolve_autocast
+
+    assert resolve_autocast("float32", "cpu") is None
+    assert resolve_autocast("bfloat16", "cpu") is torch.bfloat16
+    assert resolve_autocast("auto", "cpu") in (None, torch.bfloat16)
+    with pytest.raises(GenerateError, match="precision must be"):
+        resolve_autocast("fp8", "cpu")

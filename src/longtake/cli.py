@@ -139,6 +139,7 @@ def render(
     model: Annotated[str, typer.Option("--model", "-m", help="Generator: see `longtake models` (default: the built-in model).")] = "default",
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder to use instead of the shipped weights (docs/models.md).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Where a learned model runs: cpu (default), cuda, cuda:1, mps.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32), float32, bfloat16.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
@@ -150,7 +151,7 @@ def render(
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
-    generator = load_generator(model, story=story, weights=weights, device=device)
+    generator = load_generator(model, story=story, weights=weights, device=device, precision=precision)
     timeline = plan_for(story, generator)
     from longtake.cli_progress import RenderProgressBar
 

@@ -69,11 +69,12 @@ def _storyworld(story: Story, **options: Any) -> Generator:
     return StoryWorldGenerator(story)
 
 
-def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "cpu", sampler: str | None = None, steps: int | None = None) -> Generator:
+def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "cpu", sampler: str | None = None,
+             steps: int | None = None, precision: str = "auto") -> Generator:
     """The built-in learned model (``weights``: another model folder than the shipped one)."""
     from longtake.generate.builtin import builtin_generator
 
-    return builtin_generator(weights, device=device, sampler=sampler, steps=steps)
+    return builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision)  # type: ignore[arg-type]
 
 
 def _builtin_status() -> str:
@@ -135,7 +136,7 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
 
     Generators get the story because the cast sheet (descriptions, reference images) is
     theirs to use; the timeline carries only ids. ``options`` go to the factory (for
-    "builtin": ``weights``, ``device``, ``sampler``, ``steps``); options left at None are
+    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``); options left at None are
     dropped, so callers can pass their defaults through.
     """
     options = {k: v for k, v in options.items() if v is not None}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from longtake.generate.causal import CausalGenerator, GenerateError
+from longtake.generate.causal import CausalGenerator, GenerateError, Precision, resolve_autocast
 from longtake.model.builtin import load_builtin
 from longtake.sample.schedules import self_forcing_sigmas
 
@@ -21,6 +21,7 @@ def builtin_generator(
     device: str | torch.device = "cpu",
     sampler: str | None = None,
     steps: int | None = None,
+    precision: Precision = "auto",
 ) -> CausalGenerator:
     """The built-in model as a generator.
 
@@ -31,7 +32,10 @@ def builtin_generator(
         sampler: override the sampler stored in ``model.json`` ("few_step", "euler", "heun").
         steps: override the number of denoising steps (Self-Forcing's shifted schedule with
             that many steps) instead of the stored sigmas.
+        precision: "auto" (bfloat16 autocast where the hardware has native bf16, as the
+            model was trained; else float32), "float32" or "bfloat16".
     """
+    autocast = resolve_autocast(precision, device)
     model = load_builtin(weights, device=device)
     sigmas: torch.Tensor | tuple[float, ...] = model.settings.sigmas
     if steps is not None:
@@ -45,6 +49,7 @@ def builtin_generator(
         sigmas=torch.as_tensor(sigmas, dtype=torch.float32),
         sampler=sampler or model.settings.sampler,  # type: ignore[arg-type]
         guidance_scale=model.settings.guidance_scale,
+        autocast=autocast,
         name="builtin",
         weights=model.weights,
     )

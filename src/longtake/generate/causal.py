@@ -80,6 +80,30 @@ def chunk_seed(seed: int, chunk_index: int) -> int:
     return int(ss.generate_state(1, dtype=np.uint64)[0]) & (2**63 - 1)
 
 
+Precision = Literal["auto", "float32", "bfloat16"]
+
+
+def resolve_autocast(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for a ``precision`` choice on ``device`` (None = plain float32).
+
+    "auto" picks bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, or
+    a CPU whose oneDNN has bf16 kernels: AVX512-BF16 / AMX), where it halves a chunk
+    (docs/models.md), and float32 elsewhere, where emulated bf16 would be slower.
+    """
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise GenerateError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if kind == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return None
+
+
 def _module_dtype(module: Any, default: torch.dtype) -> torch.dtype:
     if isinstance(module, nn.Module):
         p = next(module.parameters(), None)
@@ -110,6 +134,9 @@ class CausalGenerator:
             values use the empty prompt as the unconditional one.
         dtype: the dtype the DiT runs in; must equal its parameter dtype (cast the model at
             the entry point, not here).
+        autocast: run the DiT and the VAE decoder under ``torch.autocast`` with this dtype
+            (bfloat16 halves a chunk on CPUs with native bf16; :func:`resolve_autocast`);
+            None = plain ``dtype``.
         name: the generator name in the manifest.
         weights: file name -> sha256 of the weights used, for the manifest.
 
@@ -132,6 +159,7 @@ class CausalGenerator:
         sampler: SamplerName = "few_step",
         guidance_scale: float = 1.0,
         dtype: torch.dtype = torch.float32,
+        autocast: torch.dtype | None = None,
         name: str = "builtin",
         weights: dict[str, str] | None = None,
     ) -> None:
@@ -158,6 +186,7 @@ class CausalGenerator:
         self.sampler = sampler
         self.guidance_scale = float(guidance_scale)
         self.dtype = dtype
+        self.autocast = autocast
         self.name = name
         self.weights = dict(weights or {})
         t = vae.temporal_factor
@@ -180,6 +209,7 @@ class CausalGenerator:
             "sampler": self.sampler,
             "guidance_scale": self.guidance_scale,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "autocast": None if self.autocast is None else str(self.autocast).removeprefix("torch."),
             "dit": dit,
             "vae": {
                 "latent_channels": self.vae.latent_channels,
@@ -306,10 +336,10 @@ class CausalGenerator:
 
     def _denoiser(self, device: torch.device) -> Denoiser:
         if self.guidance_scale == 1.0:
-            return Denoiser(self.dit, dtype=self.dtype)
+            return Denoiser(self.dit, dtype=self.dtype, autocast=self.autocast)
         if self._uncond is None:
             self._uncond = self._prompt_kv("", device)
-        return Denoiser(self.dit, guidance_scale=self.guidance_scale, uncond_text=self._uncond, dtype=self.dtype)
+        return Denoiser(self.dit, guidance_scale=self.guidance_scale, uncond_text=self._uncond, dtype=self.dtype, autocast=self.autocast)
 
     @torch.inference_mode()
     def _chunk(
@@ -348,7 +378,8 @@ class CausalGenerator:
         # 136-139 ms vs 163-168 ms per chunk).
         parts = []
         for i in range(latent.shape[2]):
-            part, vae_state = self.vae.decode_chunk(latent[:, :, i : i + 1], vae_state)  # (1, 3, n, Hp, Wp)
+            with torch.autocast(device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                part, vae_state = self.vae.decode_chunk(latent[:, :, i : i + 1], vae_state)  # (1, 3, n, Hp, Wp)
             parts.append(to_uint8(part))
         frames = np.concatenate(parts)  # (N, Hp, Wp, 3)
         if frames.shape[0] != chunk.num_frames:

@@ -27,6 +27,9 @@ class Denoiser:
         uncond_text: the unconditional prompt (empty-prompt embeddings or its PromptKV), needed
             when guidance_scale != 1.
         dtype: dtype the model runs in; None = the model's parameter dtype.
+        autocast: run the model under ``torch.autocast`` with this dtype (e.g. bfloat16:
+            matmuls and convs in bf16, norms and softmax in float32, weights untouched).
+            None = off. The built-in model trains under bf16 autocast, so this matches it.
     """
 
     def __init__(
@@ -36,6 +39,7 @@ class Denoiser:
         guidance_scale: float = 1.0,
         uncond_text: Tensor | PromptKV | None = None,
         dtype: torch.dtype | None = None,
+        autocast: torch.dtype | None = None,
     ):
         if guidance_scale != 1.0 and uncond_text is None:
             raise ValueError("classifier-free guidance (guidance_scale != 1) needs uncond_text")
@@ -43,6 +47,11 @@ class Denoiser:
         self.guidance_scale = float(guidance_scale)
         self.uncond_text = uncond_text
         self.dtype = dtype if dtype is not None else next(model.parameters()).dtype
+        self.autocast = autocast
+
+    def _model(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+            return self.model(x, *args, **kwargs)
 
     def __call__(
         self,
@@ -58,13 +67,13 @@ class Denoiser:
         """x (B, C, F, H, W), sigma (B,) or (B, F) -> v (B, C, F, H, W) float32. The cache is only read."""
         xm = x.to(self.dtype)
         kw = dict(cache=cache, frame_offset=frame_offset, mode=mode, write_cache=False, **model_kwargs)
-        v = self.model(xm, sigma, text, **kw).float()
+        v = self._model(xm, sigma, text, **kw).float()
         if self.guidance_scale != 1.0:
-            v_u = self.model(xm, sigma, self.uncond_text, **kw).float()
+            v_u = self._model(xm, sigma, self.uncond_text, **kw).float()
             v = v_u + self.guidance_scale * (v - v_u)
         return v
 
     def write_cache(self, x0: Tensor, cache: KVCache, *, text: Tensor | PromptKV | None = None) -> None:
         """One pass of the clean chunk x0 (B, C, F, H, W) at sigma=0 that appends its K/V to the cache."""
         sigma = torch.zeros(x0.shape[0], dtype=torch.float32, device=x0.device)  # (B,)
-        self.model(x0.to(self.dtype), sigma, text, cache=cache, write_cache=True)
+        self._model(x0.to(self.dtype), sigma, text, cache=cache, write_cache=True)
