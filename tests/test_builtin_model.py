@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from longtake.cli import app
-from longtake.generate import CausalGenerator, GenerateError, builtin_generator, load_state, save_state
+from longtake.generate import CausalGenerator, GenerateError, builtin_generator
+from longtake.render_state import load_state, save_state
 from longtake.model import CausalWanDiT, ModelError, get_preset
 from longtake.model import builtin as builtin_mod
 from longtake.model.builtin import FILES, BuiltinWeightsMissing, load_builtin, save_builtin, weights_digest, weights_present

@@ -5,7 +5,7 @@ give the bytes of one session. So a resumable render keeps its work in a folder 
 output, ``<output>.partial/`` (e.g. ``out.mp4.partial/``)::
 
     progress.json                 the commit point: what was rendered, with which inputs
-    state-000012.safetensors      generator state before chunk 12 (longtake.generate.state)
+    state-000012.safetensors      generator state before chunk 12 (longtake.render_state)
     seg-00000.mkv, seg-00001.mkv  the frames so far, lossless (FFV1, longtake.video.segments)
 
 Every ``N`` chunks the open segment is closed, the generator state saved, and
@@ -122,7 +122,7 @@ def render_resumable(
     resume: bool = False,
 ) -> RenderResult:
     """:func:`longtake.pipeline.render_story` with checkpoints; see the module docstring."""
-    from longtake.generate.state import load_state, save_state
+    from longtake.render_state import load_state, save_state
     from longtake.video import VideoWriter
     from longtake.video.segments import SEGMENT_SUFFIX, SegmentWriter, read_segment
 

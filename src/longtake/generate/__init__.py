@@ -1,18 +1,19 @@
 """Streaming generation: the Generator protocol and the loop over a Timeline (writes no files).
 
-``CausalGenerator`` (and its ``GenerateError``), ``builtin_generator`` and the state files
-(``save_state``/``load_state``) are imported lazily so that importing the protocol (the
-render loop, the CLI) does not import torch.
+``CausalGenerator`` (and its ``GenerateError``) and ``builtin_generator`` are imported
+lazily so that importing the protocol (the render loop, the CLI) does not import torch.
+Generator state *files* are written at the entry level (:mod:`longtake.render_state`),
+since this package writes no files (DESIGN.md).
 """
 
 from typing import Any
 
 from longtake.generate.protocol import FrameChunk, Generator, GeneratorInfo
 
-__all__ = ["CausalGenerator", "FrameChunk", "GenerateError", "Generator", "GeneratorInfo", "builtin_generator", "chunk_seed", "load_state", "save_state"]
+__all__ = ["CausalGenerator", "FrameChunk", "GenerateError", "Generator", "GeneratorInfo", "builtin_generator", "chunk_seed"]
 
 _LAZY = {"CausalGenerator": "causal", "GenerateError": "causal", "chunk_seed": "causal",
-         "builtin_generator": "builtin", "save_state": "state", "load_state": "state"}
+         "builtin_generator": "builtin"}
 
 
 def __getattr__(name: str) -> Any:

@@ -229,7 +229,7 @@ class CausalGenerator:
         Keys: ``version``, ``next_chunk``, ``seed``, ``story_hash``, ``prompt`` (current prompt
         text or None), ``cache`` (:meth:`KVCache.state_dict`, prompt K/V included), ``vae``
         (:meth:`VideoVAE.decoder_state_dict` of the decoder state). Only tensors, numbers,
-        strings, None, lists and dicts: :func:`longtake.generate.state.save_state` writes it
+        strings, None, lists and dicts: :func:`longtake.render_state.save_state` writes it
         without pickle. Tensors are shared with the generator but never modified in place by it.
         """
         return self._state

@@ -14,7 +14,7 @@ Resuming: a generator that supports it returns its complete state (KV cache, mem
 position) from :meth:`Generator.state_dict` after any chunk; ``stream(..., start_chunk=k,
 state=s)`` continues from there and must yield the same frames as an uninterrupted run.
 The state is plain data (tensors, numbers, strings, None, lists, dicts) so that
-:func:`longtake.generate.state.save_state` can write it without pickle.
+:func:`longtake.render_state.save_state` can write it without pickle.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class VideoVAE(abc.ABC):
 
     def decoder_state_dict(self, state: Any) -> dict[str, Any]:
         """``state`` as plain data (tensors, numbers, strings, None, lists, dicts), so it can be
-        saved without pickle (:mod:`longtake.generate.state`). Tensors are shared, not copied.
+        saved without pickle (:mod:`longtake.render_state`). Tensors are shared, not copied.
 
         The default handles a dataclass state, field by field; override for other kinds.
         """
