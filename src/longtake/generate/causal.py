@@ -17,7 +17,9 @@ Shot cuts (``chunk.cut``) keep the cache as it is: the new shot still attends to
 and the recent frames, which is the simplest behaviour that keeps characters consistent
 (shot sinks belong to the memory module). Prompt switches only swap the cross-attention
 prompt; LongLive's KV re-cache is left to :meth:`CausalGenerator._on_switch`, a hook that
-does nothing here.
+does nothing here. The other hooks (``_new_cache``, ``_start``, ``_before_sample``,
+``_after_write``, ``_extra_state``, ``_restore``) let a subclass add memory
+(:class:`longtake.generate.memory.MemoryGenerator`) without copying the loop.
 
 Resume: :meth:`CausalGenerator.state_dict` after any chunk holds the next chunk index, the
 KV cache (with the prompt K/V), the VAE decoder state and the current prompt text;
@@ -244,20 +246,23 @@ class CausalGenerator:
         if not 0 <= start_chunk <= len(timeline):
             raise GenerateError(f"start_chunk {start_chunk} is outside the timeline's {len(timeline)} chunks")
         device = self._device()
-        cache = self.dit.new_cache()
+        cache = self._new_cache()
         vae_state = self.vae.decoder_state()
         prompt: str | None = None
+        latent_hw = (timeline.height // self.vae.spatial_factor, timeline.width // self.vae.spatial_factor)
         if state is not None:
             self._check_state(state, timeline, seed, start_chunk)
             cache.load_state_dict(state["cache"])
             cache.to(device)
             vae_state = self.vae.load_decoder_state(state["vae"])
             prompt = state["prompt"]
+            self._restore(state, cache, device)
         elif start_chunk != 0:
             raise GenerateError(f"resuming at chunk {start_chunk} needs the state saved after chunk {start_chunk - 1} (state=...)")
+        else:
+            self._start(timeline, seed, cache, latent_hw, device)
         self._state = None
         self.cache = cache
-        latent_hw = (timeline.height // self.vae.spatial_factor, timeline.width // self.vae.spatial_factor)
         for chunk in timeline.chunks[start_chunk:]:
             frames, vae_state, prompt = self._chunk(chunk, cache, vae_state, prompt, seed, latent_hw, device)
             self._state = {
@@ -268,10 +273,31 @@ class CausalGenerator:
                 "prompt": prompt,
                 "cache": cache.state_dict(),
                 "vae": self.vae.decoder_state_dict(vae_state),
+                **self._extra_state(),
             }
             yield FrameChunk(chunk, frames)
 
     # ------------------------------------------------------------------ hooks
+    def _new_cache(self) -> KVCache:
+        """The empty KV cache of a stream (the DiT config's sink and window)."""
+        return self.dit.new_cache()
+
+    def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:
+        """Called once before the first chunk of a fresh (not resumed) stream."""
+
+    def _restore(self, state: dict[str, Any], cache: KVCache, device: torch.device) -> None:
+        """Called when a stream resumes, after the cache was restored from ``state``."""
+
+    def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
+        """Called after the chunk's prompt is set (and ``_on_switch``), before sampling."""
+
+    def _after_write(self, chunk: Chunk, cache: KVCache, x0: Tensor) -> None:
+        """Called after the clean chunk ``x0`` (1, C, F, H, W) wrote its K/V into ``cache``."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        """More plain-data state saved after every chunk (merged into :meth:`state_dict`)."""
+        return {}
+
     def _on_switch(self, chunk: Chunk, cache: KVCache) -> None:
         """Called after the cache's prompt changed to ``chunk.prompt`` at a prompt switch.
 
@@ -359,7 +385,8 @@ class CausalGenerator:
                 self._on_switch(chunk, cache)
             prompt = chunk.prompt
         if chunk.cut:
-            log.debug("chunk %d: shot cut, cache kept (%d frames)", chunk.index, cache.num_frames)
+            log.debug("chunk %d: shot cut (%d frames cached)", chunk.index, cache.num_frames)
+        self._before_sample(chunk, cache)
         gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk.index))
         cfg = self.dit.config
         shape = (1, cfg.in_channels, self.latent_frames_per_chunk, *latent_hw)  # (B, C, F, H, W)
@@ -371,6 +398,7 @@ class CausalGenerator:
         else:
             x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
         den.write_cache(x0, cache)
+        self._after_write(chunk, cache, x0)
         latent = x0.to(_module_dtype(self.vae, torch.float32))
         # One latent frame per decode call (streaming decode is exact at any split): the
         # full-resolution decoder activations of 4 frames instead of 12 at a time, which cut the

@@ -18,7 +18,9 @@ v = eps - x0; the sinusoidal embedding sees ``sigma * num_train_timesteps`` like
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -147,10 +149,13 @@ class WanBlock(nn.Module):
         prefix: KV | None = None,
         mask: Tensor | None = None,
         prefix_rope: tuple[Tensor, Tensor] | None = None,
+        select: Callable[[Tensor, KV], KV] | None = None,
     ) -> tuple[Tensor, KV]:
         """h (B, L, D); mod (B, F, 6, D) float32 per-frame modulation; rope cos/sin (L, Dh/2);
         text_kv cross-attention K/V (B, Nh, T, Dh); prefix cached K/V (B, Nh, Lp, Dh) with
-        keys not rotated, and ``prefix_rope`` cos/sin (Lp, Dh/2) to rotate them.
+        keys not rotated, and ``prefix_rope`` cos/sin (Lp, Dh/2) to rotate them; ``select``
+        (sparse memory activation) narrows the rotated prefix given this layer's queries
+        before RoPE (B, Nh, L, Dh), e.g. :meth:`KVCache.select_prefix`.
         Returns the new h (B, L, D) and this chunk's self-attention (K, V), (B, Nh, L, Dh),
         keys not rotated (what the KV cache stores)."""
         frames = mod.shape[1]
@@ -158,11 +163,14 @@ class WanBlock(nn.Module):
 
         # 1. Self-attention over [cache prefix | this input], block-causal by the mask.
         x = modulate(layer_norm_fp32(h, self.eps), shift, scale, frames).to(h.dtype)  # (B, L, D)
-        q = apply_rope(self.attn1.query(x), *rope)  # (B, Nh, L, Dh)
+        q_raw = self.attn1.query(x)  # (B, Nh, L, Dh)
+        q = apply_rope(q_raw, *rope)
         k_raw, v = self.attn1.key_value(x)  # (B, Nh, L, Dh)
         k = apply_rope(k_raw, *rope)
         if prefix is not None and prefix_rope is not None:
             prefix = (apply_rope(prefix[0], *prefix_rope), prefix[1])  # (B, Nh, Lp, Dh)
+        if prefix is not None and select is not None:
+            prefix = select(q_raw, prefix)  # (B, Nh, Lp', Dh)
         o = self.attn1.output(attend(q, k, v, prefix=prefix, mask=mask))  # (B, L, D)
         h = (h.float() + gated(o.float(), gate, frames)).to(h.dtype)
 
@@ -332,12 +340,16 @@ class CausalWanDiT(nn.Module):
                 )  # (F, F)
                 mask = token_mask(vis, tpf, prefix_tokens=prefix_tokens, device=x.device)  # (L, Lp+L)
 
+        # Sparse memory activation (the cache's memory_selector) narrows the prefix per layer and
+        # head; only for one-chunk passes, where no token mask has to match the prefix width.
+        sparse = cache is not None and cache.memory_selector is not None and mask is None
         for i, block in enumerate(self.blocks):
             prefix = cache.view(i) if cache is not None else None
+            select = functools.partial(cache.select_prefix, i) if sparse else None
             if self.gradient_checkpointing and torch.is_grad_enabled() and not write_cache:
-                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, use_reentrant=False)
+                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, select, use_reentrant=False)
             else:
-                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope)
+                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, select)
             if write_cache:
                 cache.append(i, kv[0], kv[1], frames)
         if write_cache:

@@ -15,9 +15,18 @@ order in the view (compact; ``DiTConfig.rope_positions``). Stored raw, a frame's
 moved to any position (memory bank, compact positions) without undoing a rotation. The number of tokens is bounded by ``(sink_frames + window_frames) *
 tokens_per_frame`` (plus the memory segment) whatever the video length.
 
-Re-cache after a prompt switch (LongLive): ``clear_prompt``/``set_prompt`` the new prompt,
-``reset()``, write the sink frames again at frame 0, ``seek()`` to the first recent frame and
-write the recent frames in one pass (block-causal within it, sink as prefix).
+Re-cache after a prompt switch (LongLive): ``set_prompt`` the new prompt,
+``restart_sink(sink_start)``, write the sink frames again, ``seek()`` to the first recent
+frame and write the recent frames in one pass (block-causal within it, sink as prefix).
+
+Shot sinks: ``restart_sink()`` forgets the sink and the window (the memory segment and the
+prompt stay) so that the next frames written become the sink of a new shot; the sink then
+holds frames ``sink_start .. sink_start + sink_frames - 1`` instead of ``0 ..``.
+
+Sparse memory activation (MemFlow's SMA): an optional ``memory_selector`` (see
+:class:`MemorySelector`) picks, per layer and head, which memory frames a query chunk
+attends to; the DiT asks :meth:`KVCache.select_prefix` with the layer's queries. Without a
+selector (or without memory) the prefix is :meth:`view` unchanged.
 
 The text cross-attention K/V of the current prompt (:class:`PromptKV`) rides along
 (``set_prompt`` / ``clear_prompt``): it is computed once per prompt, not once per step.
@@ -26,7 +35,9 @@ The text cross-attention K/V of the current prompt (:class:`PromptKV`) rides alo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from einops import rearrange
 
 import torch
 from torch import Tensor
@@ -57,6 +68,16 @@ class PromptKV:
         return cls(list(zip(state["keys"], state["values"], strict=True)))
 
 
+class MemorySelector(Protocol):
+    """Chooses the memory frames one layer's queries attend to (sparse memory activation)."""
+
+    def __call__(self, layer: int, q: Tensor, frames: int) -> Tensor | None:
+        """q: the layer's queries before RoPE (B, Nh, L, Dh); ``frames``: memory frames in the
+        segment. Returns the memory frame slots to keep per head, long (B, Nh, k) in
+        ascending order with k < frames, or None to keep every frame."""
+        ...
+
+
 def _extend(old: KV | None, k: Tensor, v: Tensor) -> KV:
     if old is None:
         return k, v
@@ -82,6 +103,7 @@ class KVCache:
         self.window_frames = window_frames
         self.reset()
         self.prompt: PromptKV | None = None
+        self.memory_selector: MemorySelector | None = None  # not saved: the owner sets it again
 
     @classmethod
     def from_config(cls, config: DiTConfig) -> "KVCache":
@@ -97,6 +119,7 @@ class KVCache:
         self._appended: list[int | None] = [None] * self.num_layers  # frames appended since last commit
         self.memory_positions: list[int] = []  # absolute position of each memory-segment frame
         self.next_frame = 0  # absolute latent-frame index of the next chunk (RoPE offset)
+        self.sink_start = 0  # absolute index of the sink's first frame (a shot sink starts later)
         self.sink_count = 0  # frames in the sink
         self.local_count = 0  # frames in the local window
         self.tokens_per_frame: int | None = None
@@ -109,9 +132,28 @@ class KVCache:
         """
         if self.local_count:
             raise ModelError(f"KVCache.seek({frame}): the local window holds {self.local_count} frames; reset() first")
-        if frame < self.sink_count:
-            raise ModelError(f"KVCache.seek({frame}): frames 0..{self.sink_count - 1} are already in the sink")
+        if frame < self.sink_start + self.sink_count:
+            raise ModelError(f"KVCache.seek({frame}): frames {self.sink_start}..{self.sink_start + self.sink_count - 1} are already in the sink")
         self.next_frame = frame
+
+    def restart_sink(self, frame: int | None = None) -> None:
+        """Forget the sink and window frames; the next frames written, from ``frame`` (default
+        ``next_frame``) on, fill a new sink. The memory segment and the prompt stay.
+
+        A shot cut starts a shot sink this way; the KV re-cache after a prompt switch uses it
+        with the current ``sink_start`` to write the same frames again.
+        """
+        if any(a is not None for a in self._appended):
+            raise ModelError("KVCache.restart_sink: append() without commit()")
+        frame = self.next_frame if frame is None else int(frame)
+        if frame < 0:
+            raise ModelError(f"KVCache.restart_sink({frame}): frame must be >= 0")
+        self._sink = [None] * self.num_layers
+        self._local = [None] * self.num_layers
+        self.sink_start = frame
+        self.next_frame = frame
+        self.sink_count = 0
+        self.local_count = 0
 
     # ----------------------------------------------------------------- write
     def append(self, layer: int, k: Tensor, v: Tensor, frames: int) -> None:
@@ -131,8 +173,8 @@ class KVCache:
             self.tokens_per_frame = tpf
         elif tpf != self.tokens_per_frame:
             raise ModelError(f"KVCache.append: {tpf} tokens per frame, the cache holds frames of {self.tokens_per_frame}")
-        # Frames with absolute index < sink_frames belong to the sink, the rest to the window.
-        n_sink = max(0, min(frames, self.sink_frames - self.next_frame))
+        # Frames with absolute index < sink_start + sink_frames belong to the sink, the rest to the window.
+        n_sink = self._sink_part(frames)
         cut = n_sink * tpf
         if n_sink:
             self._sink[layer] = _extend(self._sink[layer], k[:, :, :cut], v[:, :, :cut])
@@ -144,12 +186,16 @@ class KVCache:
         """Every layer has appended the same ``frames`` frames: advance the position, evict."""
         if any(a != frames for a in self._appended):
             raise ModelError(f"KVCache.commit({frames}): layers appended {self._appended}; every layer must append {frames} frames")
-        n_sink = max(0, min(frames, self.sink_frames - self.next_frame))
+        n_sink = self._sink_part(frames)
         self.sink_count += n_sink
         self.local_count += frames - n_sink
         self.next_frame += frames
         self._appended = [None] * self.num_layers
         self.evict()
+
+    def _sink_part(self, frames: int) -> int:
+        """How many of ``frames`` new frames written at ``next_frame`` go to the sink."""
+        return max(0, min(frames, self.sink_start + self.sink_frames - self.next_frame))
 
     def evict(self) -> None:
         """Drop local-window frames older than the newest ``window_frames``."""
@@ -176,7 +222,7 @@ class KVCache:
                 raise ModelError(f"KVCache.set_memory: {len(positions)} positions for {frames} memory frames")
             self.memory_positions = [int(p) for p in positions]
         elif len(self.memory_positions) != frames:
-            self.memory_positions = list(range(self.sink_count, self.sink_count + frames))
+            self.memory_positions = list(range(self.sink_start + self.sink_count, self.sink_start + self.sink_count + frames))
 
     def clear_memory(self) -> None:
         self._memory = [None] * self.num_layers
@@ -204,6 +250,29 @@ class KVCache:
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)  # (B, Nh, L, Dh)
+
+    def select_prefix(self, layer: int, q: Tensor, prefix: KV) -> KV:
+        """``prefix`` (this layer's :meth:`view`, keys already rotated, (B, Nh, Lp, Dh)) with
+        only the memory frames that ``memory_selector`` keeps for the queries ``q`` (B, Nh, L,
+        Dh, before RoPE), per head: (B, Nh, Lp', Dh). Positions were applied before the
+        selection, so every kept frame stays at its place in the layout."""
+        frames = len(self.memory_positions)
+        if self.memory_selector is None or frames == 0 or self._memory[layer] is None:
+            return prefix
+        keep = self.memory_selector(layer, q, frames)
+        if keep is None:
+            return prefix
+        n = self._memory[layer][0].shape[2] // frames
+        start = self.sink_count * n
+        stop = start + frames * n
+
+        def pick(x: Tensor) -> Tensor:
+            mem = rearrange(x[:, :, start:stop], "b h (m n) d -> b h m n d", m=frames)  # (B, Nh, M, n, Dh)
+            idx = keep.to(x.device)[:, :, :, None, None].expand(-1, -1, -1, n, x.shape[-1])  # (B, Nh, k, n, Dh)
+            mem = rearrange(torch.gather(mem, 2, idx), "b h k n d -> b h (k n) d")  # (B, Nh, k*n, Dh)
+            return torch.cat([x[:, :, :start], mem, x[:, :, stop:]], dim=2)  # (B, Nh, Lp', Dh)
+
+        return pick(prefix[0]), pick(prefix[1])
 
     def frame_kv(self, layer: int, frame: int) -> KV:
         """K and V of one held frame (absolute index) of one layer, each (B, Nh, tokens_per_frame, Dh).
@@ -235,7 +304,7 @@ class KVCache:
     def view_positions(self) -> list[int]:
         """Absolute frame position of every frame of :meth:`view`, in view order [sink | memory | local]."""
         local = list(range(self.next_frame - self.local_count, self.next_frame))
-        return list(range(self.sink_count)) + list(self.memory_positions) + local
+        return self._sink_indices() + list(self.memory_positions) + local
 
     @property
     def num_frames(self) -> int:
@@ -245,7 +314,10 @@ class KVCache:
     @property
     def frame_indices(self) -> list[int]:
         """Absolute frame index of every held frame, in view order (memory segment excluded)."""
-        return list(range(self.sink_count)) + list(range(self.next_frame - self.local_count, self.next_frame))
+        return self._sink_indices() + list(range(self.next_frame - self.local_count, self.next_frame))
+
+    def _sink_indices(self) -> list[int]:
+        return list(range(self.sink_start, self.sink_start + self.sink_count))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "KVCache":
         """Move every tensor in place; returns self."""
@@ -269,6 +341,7 @@ class KVCache:
             "sink_frames": self.sink_frames,
             "window_frames": self.window_frames,
             "next_frame": self.next_frame,
+            "sink_start": self.sink_start,
             "sink_count": self.sink_count,
             "local_count": self.local_count,
             "tokens_per_frame": self.tokens_per_frame,
@@ -288,6 +361,7 @@ class KVCache:
             )
         self.reset()
         self.next_frame = state["next_frame"]
+        self.sink_start = int(state.get("sink_start", 0))
         self.sink_count = state["sink_count"]
         self.local_count = state["local_count"]
         self.tokens_per_frame = state["tokens_per_frame"]

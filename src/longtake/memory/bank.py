@@ -1,0 +1,114 @@
+"""MemFlow's Narrative Adaptive Memory (NAM): a small bank of prototype frames, kept by relevance.
+
+Recording (MemFlow, REFERENCES.md): after every ``record_every``-th chunk is written, its
+first latent frame (a "prototype") becomes a bank candidate, its K/V taken from the cache for
+every layer. When the bank is full, the stored frames are scored against the *current*
+prompt (:func:`~longtake.memory.entry.nam_scores`: text keys . stored visual keys / sqrt(Dh),
+averaged) and the top ``capacity - 1`` are kept, plus the new prototype.
+
+Two faults of MemFlow's released code are avoided on purpose:
+  - after a prompt switch it scored against an empty text cache (every score tied, the
+    survivors were arbitrary). Here scoring takes the prompt K/V explicitly, refuses None,
+    and the generator records after the chunk's prompt is set, so the first chunk after a
+    switch is scored with the new prompt;
+  - it could insert the same prototype twice. Here an entry is identified by its frame index
+    and a frame already in the bank is never added again.
+
+Ties (equal scores) keep the newer frame, so the choice does not depend on the order of the
+bank. The bank holds at most ``capacity`` entries whatever the render length.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from longtake.memory.entry import KIND_FRAME, MemoryEntry, entry_from_cache, install, nam_scores
+from longtake.memory.errors import MemoryBankError
+from longtake.model.kv_cache import KVCache, PromptKV
+from longtake.plan.timeline import Chunk
+
+log = logging.getLogger(__name__)
+
+#: MemFlow: a bank of up to 3 frames, a prototype every 3rd chunk.
+DEFAULT_CAPACITY = 3
+DEFAULT_RECORD_EVERY = 3
+
+
+def is_record_chunk(chunk: Chunk, record_every: int) -> bool:
+    """Every ``record_every``-th chunk (the 3rd, 6th, ... with 3) gives a prototype. Chunk 0,
+    the sink, is not one: it stays in the cache until a shot cut releases it to memory."""
+    return (chunk.index + 1) % record_every == 0
+
+
+class NarrativeMemory:
+    """The NAM bank. ``select`` before a chunk is sampled, ``update`` after it was written.
+
+    Args:
+        capacity: frames held at most (MemFlow: 3).
+        record_every: a prototype every this many chunks (MemFlow: 3).
+    """
+
+    name = "nam"
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, record_every: int = DEFAULT_RECORD_EVERY) -> None:
+        if capacity < 1 or record_every < 1:
+            raise MemoryBankError(f"NarrativeMemory needs capacity >= 1 and record_every >= 1, got {capacity}, {record_every}")
+        self.capacity = capacity
+        self.record_every = record_every
+        self.entries: list[MemoryEntry] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def frames(self) -> list[int]:
+        """Frame ids in the bank, in bank order."""
+        return [e.frame for e in self.entries]
+
+    # ----------------------------------------------------------------- write
+    def add(self, entry: MemoryEntry, prompt: PromptKV | None) -> bool:
+        """Insert ``entry``; when full, keep the ``capacity - 1`` stored entries most relevant to
+        ``prompt`` (the current one) plus ``entry``. False when the frame is already held."""
+        if any(e.frame == entry.frame for e in self.entries):
+            return False
+        if len(self.entries) >= self.capacity:
+            scores = nam_scores(prompt, self.entries).tolist()
+            order = sorted(range(len(self.entries)), key=lambda i: (-scores[i], -self.entries[i].frame))
+            keep = sorted(order[: self.capacity - 1])  # bank order of the survivors
+            dropped = [self.entries[i].frame for i in order[self.capacity - 1 :]]
+            log.debug("NAM: frame %d in, frames %s out (scores %s)", entry.frame, dropped, [round(s, 4) for s in scores])
+            self.entries = [self.entries[i] for i in keep]
+        self.entries.append(entry)
+        return True
+
+    def update(self, chunk: Chunk, cache: KVCache, first_frame: int) -> None:
+        """After ``chunk`` was written to ``cache`` (its first latent frame at ``first_frame``):
+        record the prototype of every ``record_every``-th chunk, scored with the cache's prompt
+        (the chunk's own)."""
+        if is_record_chunk(chunk, self.record_every):
+            entry = entry_from_cache(cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME)
+            self.add(entry, cache.prompt)
+
+    # ----------------------------------------------------------------- read
+    def select(self, chunk: Chunk, cache: KVCache) -> list[MemoryEntry]:
+        """Install the bank's frames that the cache does not already hold (sink or window) as
+        the memory segment, oldest first; returns them."""
+        held = set(cache.frame_indices)
+        chosen = sorted((e for e in self.entries if e.frame not in held), key=lambda e: e.frame)
+        install(cache, chosen)
+        return chosen
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.name, "capacity": self.capacity, "record_every": self.record_every, "entries": [e.state_dict() for e in self.entries]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("kind") != self.name:
+            raise MemoryBankError(f"saved memory is not a {self.name!r} bank (got {state.get('kind') if isinstance(state, dict) else type(state).__name__!r})")
+        if (state["capacity"], state["record_every"]) != (self.capacity, self.record_every):
+            raise MemoryBankError(
+                f"saved NAM bank has capacity {state['capacity']}, record_every {state['record_every']}; "
+                f"this one {self.capacity}, {self.record_every}"
+            )
+        self.entries = [MemoryEntry.from_state_dict(e) for e in state["entries"]]

@@ -1,0 +1,98 @@
+"""Memory settings: one frozen dataclass, the mode a string choice (DESIGN.md).
+
+Modes (docs/memory.md):
+  - "none": local window only, no sink (the cache holds the most recent frames, nothing else);
+  - "sink": LongLive's frame sink + local window; shot cuts keep the cache, no re-cache at a
+    prompt switch: the generator's behaviour before memory existed, the baseline;
+  - "nam": sink + MemFlow's narrative adaptive memory bank + local window;
+  - "nam+sma": "nam" where each layer and head attends only to its top-k bank frames;
+  - "entity": sink + memory frames retrieved by the ids of who / where is on screen.
+
+The three memory modes also start a new shot sink at every shot cut (the old sink goes to
+memory) and re-cache the sink and window under the new prompt at a prompt switch (LongLive);
+``shot_sink`` / ``recache`` turn those on or off for any mode (None: the mode's default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from longtake.memory.errors import MemoryBankError
+
+MemoryMode = Literal["none", "sink", "nam", "nam+sma", "entity"]
+MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
+#: Modes with a memory segment between the sink and the window.
+MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How a generator remembers beyond its local window.
+
+    Attributes:
+        mode: see the module docstring.
+        capacity: NAM bank frames (MemFlow: 3).
+        record_every: a prototype every this many chunks (MemFlow: 3), NAM and entity memory.
+        sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
+        entity_slots: memory frames installed per chunk in "entity" (the attention budget).
+        entity_per_entity: entries one entity keeps (its anchor + the newest).
+        entity_capacity: entries the entity memory keeps in all.
+        recache: LongLive's KV re-cache at a prompt switch; None = on for the memory modes.
+        shot_sink: a new sink at every shot cut, the old one to memory; None = on for the
+            memory modes (only they have a memory to put the old sink in).
+        casting: "entity" without reference images: first generate one frame per character
+            and location with the same model (MovieDreamer's hierarchical step). Off by default.
+    """
+
+    mode: MemoryMode = "sink"
+    capacity: int = 3
+    record_every: int = 3
+    sma_top_k: int = 2
+    entity_slots: int = 3
+    entity_per_entity: int = 3
+    entity_capacity: int = 32
+    recache: bool | None = None
+    shot_sink: bool | None = None
+    casting: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MEMORY_MODES:
+            raise MemoryBankError(f"memory mode must be one of {', '.join(MEMORY_MODES)}; got {self.mode!r}")
+        small = {k: getattr(self, k) for k in ("capacity", "record_every", "sma_top_k", "entity_slots", "entity_per_entity", "entity_capacity") if getattr(self, k) < 1}
+        if small:
+            raise MemoryBankError(f"memory settings must be >= 1: {small}")
+        if self.shot_sink and self.mode not in MEMORY_SEGMENT_MODES:
+            raise MemoryBankError(f"shot_sink needs a memory to put the old sink in; mode {self.mode!r} has none")
+        if self.casting and self.mode != "entity":
+            raise MemoryBankError(f"casting fills the entity memory; it needs mode 'entity', not {self.mode!r}")
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether there is a memory segment (bank or entity memory)."""
+        return self.mode in MEMORY_SEGMENT_MODES
+
+    @property
+    def use_recache(self) -> bool:
+        return self.has_memory if self.recache is None else bool(self.recache)
+
+    @property
+    def use_shot_sink(self) -> bool:
+        return self.has_memory if self.shot_sink is None else bool(self.shot_sink)
+
+    @property
+    def use_sink(self) -> bool:
+        return self.mode != "none"
+
+    def replace(self, **changes) -> "MemoryConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise MemoryBankError(f"unknown memory settings: {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain settings, for the manifest and the resume identity (defaults resolved)."""
+        out = dataclasses.asdict(self)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink)
+        return out
