@@ -144,6 +144,9 @@ def render(
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished render in <output>.partial/ (starts afresh if there is none).")] = False,
+    memory: Annotated[str | None, typer.Option("--memory", help="Long-range memory of a learned model: none, sink (default), nam, nam+sma, entity (docs/memory.md).")] = None,
+    memory_from: Annotated[Path | None, typer.Option("--memory-from", help="Start with the entity memory of an earlier render of the same cast (a file from --memory-out; implies --memory entity).")] = None,
+    memory_out: Annotated[Path | None, typer.Option("--memory-out", help="After the render, save its entity memory to this file (--memory entity), for --memory-from.")] = None,
     format: FormatOpt = None,
 ) -> None:
     """Render a story to an mp4, chunk by chunk, with a progress bar."""
@@ -151,7 +154,11 @@ def render(
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
-    generator = load_generator(model, story=story, weights=weights, device=device, precision=precision)
+    generator = load_generator(model, story=story, weights=weights, device=device, precision=precision, memory=memory, memory_from=memory_from)
+    mem = generator.info().settings.get("memory")
+    if memory_out is not None and (not isinstance(mem, dict) or mem.get("mode") != "entity"):
+        raise fail(["--memory-out saves an entity memory; render with --memory entity"])
+    settings = {"memory": mem.get("mode"), "memory_from": str(memory_from) if memory_from else None} if isinstance(mem, dict) else None
     timeline = plan_for(story, generator)
     from longtake.cli_progress import RenderProgressBar
 
@@ -160,7 +167,7 @@ def render(
         with RenderProgressBar(out, timeline) as bar:
             result = render_story(
                 story, timeline, generator, output, seed=seed, audio=audio, on_progress=bar.update,
-                checkpoint_every=checkpoint_every, resume=resume,
+                checkpoint_every=checkpoint_every, resume=resume, settings=settings,
             )
     except KeyboardInterrupt:
         if resumable:
@@ -171,6 +178,10 @@ def render(
         f"in {result.wall_seconds:.1f} s = {result.realtime_factor:.2f}x real time; manifest {result.manifest}",
         highlight=False,
     )
+    if memory_out is not None:
+        from longtake.memory_files import save_memory_file
+
+        out.print(f"[green]wrote[/green] entity memory {save_memory_file(generator, story, memory_out)}", highlight=False)
 
 
 @app.command()

@@ -63,18 +63,38 @@ class RenderResult:
 
 def _storyworld(story: Story, **options: Any) -> Generator:
     if options:
-        raise RenderError(f"model 'storyworld' takes no options, got {', '.join(sorted(options))} (--weights and --device are for learned models)")
+        raise RenderError(f"model 'storyworld' takes no options, got {', '.join(sorted(options))} (--weights, --device, --memory are for learned models)")
     from longtake.world.generator import StoryWorldGenerator
 
     return StoryWorldGenerator(story)
 
 
 def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "cpu", sampler: str | None = None,
-             steps: int | None = None, precision: str = "auto") -> Generator:
-    """The built-in learned model (``weights``: another model folder than the shipped one)."""
-    from longtake.generate.builtin import builtin_generator
+             steps: int | None = None, precision: str = "auto", memory: str | None = None, memory_from: str | Path | None = None) -> Generator:
+    """The built-in learned model (``weights``: another model folder than the shipped one).
 
-    return builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision)  # type: ignore[arg-type]
+    ``memory``: the memory mode (docs/memory.md; default "sink"); ``memory_from``: a memory
+    file of an earlier render of the same cast (implies ``memory="entity"``)."""
+    from longtake.generate.builtin import builtin_generator
+    from longtake.memory.config import DEFAULT_MODE, MEMORY_MODES
+
+    mode = memory or ("entity" if memory_from is not None else DEFAULT_MODE)
+    if mode not in MEMORY_MODES:
+        raise RenderError(f"unknown memory mode {mode!r}; choose one of {', '.join(MEMORY_MODES)}")
+    if memory_from is not None and mode != "entity":
+        raise RenderError(f"--memory-from loads an entity memory; it needs --memory entity, not {mode}")
+    cast = ()
+    if mode == "entity":
+        from longtake.memory_files import cast_from_story
+
+        cast = cast_from_story(story)
+    gen = builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision, memory=mode, cast=cast)  # type: ignore[arg-type]
+    if memory_from is not None:
+        from longtake.memory_files import load_memory_file
+
+        state, digest = load_memory_file(memory_from, story, gen)
+        gen.preload_memory(state, f"sha256:{digest}")
+    return gen
 
 
 def _builtin_status() -> str:
@@ -99,7 +119,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {
     "builtin": _Entry(
         "learned",
-        "The built-in causal video model (small DiT + VAE + text encoder), trained on StoryWorld; runs on a CPU. Options: --weights DIR, --device.",
+        "The built-in causal video model (small DiT + VAE + text encoder), trained on StoryWorld; runs on a CPU. Options: --weights DIR, --device, --memory MODE, --memory-from FILE.",
         _builtin,
         _builtin_status,
     ),
@@ -136,7 +156,7 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
 
     Generators get the story because the cast sheet (descriptions, reference images) is
     theirs to use; the timeline carries only ids. ``options`` go to the factory (for
-    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``); options left at None are
+    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``, ``memory``, ``memory_from``); options left at None are
     dropped, so callers can pass their defaults through.
     """
     options = {k: v for k, v in options.items() if v is not None}

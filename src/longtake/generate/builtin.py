@@ -1,4 +1,4 @@
-"""The built-in generator: a :class:`CausalGenerator` over a built-in model folder.
+"""The built-in generator: a :class:`MemoryGenerator` (a CausalGenerator with a memory mode) over a built-in model folder.
 
 ``longtake render`` (no ``--model``) and ``Pipeline.from_pretrained("builtin")`` come here
 through the generator registry in :mod:`longtake.pipeline`.
@@ -6,11 +6,15 @@ through the generator registry in :mod:`longtake.pipeline`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from longtake.generate.causal import CausalGenerator, GenerateError, Precision, resolve_autocast
+from longtake.generate.causal import GenerateError, Precision, resolve_autocast
+from longtake.generate.memory import MemoryGenerator
+from longtake.memory.cast import CastMember
+from longtake.memory.config import DEFAULT_MODE, MemoryConfig, MemoryMode
 from longtake.model.builtin import load_builtin
 from longtake.sample.schedules import self_forcing_sigmas
 
@@ -22,7 +26,9 @@ def builtin_generator(
     sampler: str | None = None,
     steps: int | None = None,
     precision: Precision = "auto",
-) -> CausalGenerator:
+    memory: MemoryMode | MemoryConfig = DEFAULT_MODE,
+    cast: Sequence[CastMember] = (),
+) -> MemoryGenerator:
     """The built-in model as a generator.
 
     Args:
@@ -34,6 +40,8 @@ def builtin_generator(
             that many steps) instead of the stored sigmas.
         precision: "auto" (bfloat16 autocast where the hardware has native bf16, as the
             model was trained; else float32), "float32" or "bfloat16".
+        memory: the memory mode (docs/memory.md) or a full MemoryConfig; default "sink".
+        cast: characters and locations with reference images, for the entity memory.
     """
     autocast = resolve_autocast(precision, device)
     model = load_builtin(weights, device=device)
@@ -42,7 +50,7 @@ def builtin_generator(
         if steps < 1:
             raise GenerateError(f"steps must be at least 1, got {steps}")
         sigmas = self_forcing_sigmas(int(steps))
-    return CausalGenerator(
+    return MemoryGenerator(
         model.dit,
         model.vae,
         model.text_encoder,
@@ -52,4 +60,6 @@ def builtin_generator(
         autocast=autocast,
         name="builtin",
         weights=model.weights,
+        memory=memory,
+        cast=cast,
     )

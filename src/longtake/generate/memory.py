@@ -98,6 +98,14 @@ class MemoryGenerator(CausalGenerator):
         settings = {**info.settings, "memory": memory, "shot_cut": "shot_sink" if cfg.use_shot_sink else "keep_cache"}
         return GeneratorInfo(info.name, info.kind, info.version, dict(info.weights), settings)
 
+    def preload_memory(self, state: dict[str, Any], source_id: str | None = None) -> None:
+        """Use an entity memory saved by an earlier render (checked by the caller) in the next
+        fresh stream: its entries are imported before the first chunk, before reference images
+        (which are then encoded only for entities the memory does not cover)."""
+        if self.memory_config.mode != "entity":
+            raise GenerateError(f"a memory file holds an entity memory; it needs memory mode 'entity', not {self.memory_config.mode!r}")
+        self.preload, self.preload_id = state, source_id
+
     def export_memory(self) -> dict[str, Any] | None:
         """The entity memory of the last stream as plain data (for a memory file), None without."""
         return self.memory.state_dict() if isinstance(self.memory, EntityMemory) else None

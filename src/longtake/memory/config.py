@@ -25,6 +25,11 @@ MemoryMode = Literal["none", "sink", "nam", "nam+sma", "entity"]
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
 #: Modes with a memory segment between the sink and the window.
 MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
+#: The default of ``longtake render``. "sink", not "entity": the built-in model was trained on
+#: [sink | window | chunk] only, so memory frames (and shot sinks) put it in a layout it has
+#: never seen (with compact RoPE, more frames before the chunk than in any training clip);
+#: until it is trained with memory in the loop (issue 5, item 6) the baseline stays the default.
+DEFAULT_MODE: MemoryMode = "sink"
 
 
 @dataclass(frozen=True)

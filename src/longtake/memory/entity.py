@@ -14,8 +14,9 @@ Bounds: an entity holds at most ``per_entity`` entries, a frame tagged with seve
 counts for each, and the memory holds at most ``capacity`` entries in all. An entity's first
 entry is its *anchor* (its reference image, else its first appearance) and is kept while the
 entity has newer ones; past ``per_entity``, the entity's oldest non-anchor entry loses its tag
-(the entry goes when no tag is left). Past ``capacity``, the oldest entry that anchors no
-entity goes first.
+(the entry goes when no tag is left). Past ``capacity``, the entry of the entities seen least
+recently (on screen or recorded) goes first, a non-anchor before an anchor: a character away
+for long loses her newest frames, then her anchor, only when the memory is full of others.
 
 Retrieval (:meth:`select`): ``slots`` memory frames per chunk (a fixed attention budget),
 filled round-robin over the on-screen characters, then the location: each entity's anchor
@@ -66,6 +67,8 @@ class EntityMemory:
         self.record_every = record_every
         self.entries: dict[int, MemoryEntry] = {}  # frame id -> entry, oldest first
         self.tags: dict[str, list[int]] = {}  # entity id -> frame ids, oldest first ([0] = anchor)
+        self.seen: dict[str, int] = {}  # entity id -> tick it was last on screen or recorded
+        self._tick = 0
         self._next_external = -1
 
     def __len__(self) -> int:
@@ -88,16 +91,31 @@ class EntityMemory:
         if entry.frame in self.entries or not entry.entities:
             return False
         self.entries[entry.frame] = entry
+        self._see(entry.entities)
         for ent in dict.fromkeys(entry.entities):
             frames = self.tags.setdefault(ent, [])
             frames.append(entry.frame)
             while len(frames) > self.per_entity:
                 self._untag(ent, frames[1])  # the oldest after the anchor
         while len(self.entries) > self.capacity:
-            anchors = {frames[0] for frames in self.tags.values() if frames}
-            victim = next((f for f in self.entries if f not in anchors), next(iter(self.entries)))
-            self._remove(victim)
+            self._remove(self._victim())
         return True
+
+    def _victim(self) -> int:
+        """The entry to drop past ``capacity``: the one whose entities were seen least recently
+        (least recently used); among equals a non-anchor, then the oldest."""
+        anchors = {frames[0] for frames in self.tags.values()}
+        holders: dict[int, list[str]] = {}
+        for ent, frames in self.tags.items():
+            for f in frames:
+                holders.setdefault(f, []).append(ent)
+        order = {f: i for i, f in enumerate(self.entries)}
+        return min(self.entries, key=lambda f: (max(self.seen.get(e, -1) for e in holders.get(f, [""])), f in anchors, order[f]))
+
+    def _see(self, entities: tuple[str, ...]) -> None:
+        self._tick += 1
+        for ent in entities:
+            self.seen[ent] = self._tick
 
     def add_external(self, kv: list[tuple[Tensor, Tensor]], *, entities: tuple[str, ...], location: str, kind: str) -> MemoryEntry:
         """Add one frame from outside the render (reference image, casting frame): per-layer
@@ -116,14 +134,15 @@ class EntityMemory:
 
     def _untag(self, entity: str, frame: int) -> None:
         self.tags[entity].remove(frame)
+        if not self.tags[entity]:
+            del self.tags[entity]
         if not any(frame in frames for frames in self.tags.values()):
             del self.entries[frame]
 
     def _remove(self, frame: int) -> None:
-        for frames in self.tags.values():
-            if frame in frames:
-                frames.remove(frame)
-        del self.entries[frame]
+        for ent in [e for e, frames in self.tags.items() if frame in frames]:
+            self._untag(ent, frame)
+        self.entries.pop(frame, None)
 
     # ----------------------------------------------------------------- read
     def retrieve(self, entities: tuple[str, ...], *, exclude: set[int] | None = None, limit: int | None = None) -> list[MemoryEntry]:
@@ -148,6 +167,7 @@ class EntityMemory:
         """Install the entries of the on-screen characters, then of the location (at most
         ``slots``, none still held by the cache), in time order (outside frames first)."""
         order = (*chunk.characters, chunk.location)
+        self._see(order)
         chosen = self.retrieve(order, exclude=set(cache.frame_indices))
         chosen.sort(key=lambda e: e.frame)
         install(cache, chosen)
@@ -164,6 +184,8 @@ class EntityMemory:
             "next_external": self._next_external,
             "entries": [e.state_dict() for e in self.entries.values()],
             "tags": {k: list(v) for k, v in self.tags.items()},
+            "seen": dict(self.seen),
+            "tick": self._tick,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -176,6 +198,8 @@ class EntityMemory:
             e = MemoryEntry.from_state_dict(s)
             self.entries[e.frame] = e
         self.tags = {k: [int(f) for f in v] for k, v in state["tags"].items()}
+        self.seen = {k: int(v) for k, v in state["seen"].items()}
+        self._tick = int(state["tick"])
         if any(f not in self.entries for frames in self.tags.values() for f in frames):
             raise MemoryBankError("saved entity memory is damaged: a tag names a missing entry")
 

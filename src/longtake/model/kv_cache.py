@@ -213,10 +213,13 @@ class KVCache:
         keys not rotated. ``positions``: the absolute frame index of each memory frame (used
         with absolute RoPE positions; the same for every layer); None keeps the last ones set,
         or numbers the frames right after the sink."""
-        if self.tokens_per_frame is not None and k.shape[2] % self.tokens_per_frame:
-            raise ModelError(f"KVCache.set_memory: {k.shape[2]} tokens are not whole frames of {self.tokens_per_frame}")
+        n = self.tokens_per_frame
+        if n is None and positions:  # nothing cached yet: the positions say how many frames
+            n = max(1, k.shape[2] // len(positions))
+        if n is not None and k.shape[2] % n:
+            raise ModelError(f"KVCache.set_memory: {k.shape[2]} tokens are not whole frames of {n}")
         self._memory[layer] = (k, v)
-        frames = k.shape[2] // (self.tokens_per_frame or k.shape[2] or 1)
+        frames = k.shape[2] // (n or k.shape[2] or 1)
         if positions is not None:
             if len(positions) != frames:
                 raise ModelError(f"KVCache.set_memory: {len(positions)} positions for {frames} memory frames")
