@@ -35,11 +35,11 @@ def tiny_parts():
     return dit, vae, text
 
 
-def make_story(scenes=None, *, title: str = "memory", repeat: int = 1, characters=None, context=None) -> Story:
+def make_story(scenes=None, *, title: str = "memory", repeat: int = 1, characters=None, locations=None, context=None) -> Story:
     data = {
         "title": title, "fps": 16, "seed": 3, "size": {"width": SIZE, "height": SIZE},
         "characters": characters or [{"id": "mia", "name": "Mia"}, {"id": "tom", "name": "Tom"}],
-        "locations": [{"id": "room"}, {"id": "park"}],
+        "locations": locations or [{"id": "room"}, {"id": "park"}],
         "scenes": list(scenes or SCENES) * repeat,
     }
     return Story.model_validate(data, context=context)
