@@ -152,6 +152,19 @@ def test_sma_keeps_per_head_the_frames_nearest_to_the_pooled_queries():
     assert sma(0, q, 1) is None  # not more frames than top_k: keep all
 
 
+def test_chunk_sma_chooses_by_the_recorded_queries_of_the_last_pass():
+    sma = SparseMemoryActivation(top_k=1, per="chunk")
+    a, b = entry(3, direction(0)), entry(5, direction(1))
+    assert sma.choose([a, b]) == [b]  # nothing recorded yet: the newest
+    for layer in range(LAYERS):
+        assert sma(layer, direction(1).expand(1, HEADS, 7, DH), 1) is None  # records, never narrows
+        assert sma(layer, direction(0).expand(1, HEADS, 7, DH), 1) is None  # the last pass wins
+    assert sma.choose([a, b]) == [a]
+    restored = SparseMemoryActivation(top_k=1, per="chunk")
+    restored.load_state_dict(sma.state_dict())
+    assert restored.choose([a, b]) == [a]
+
+
 def test_select_prefix_gathers_the_kept_frames_per_head():
     cache = KVCache(1, sink_frames=1, window_frames=1)
     for f in range(3):

@@ -66,6 +66,17 @@ def test_attended_tokens_do_not_grow_with_the_render_length(parts, mode):
     assert finals[0] == finals[1]
 
 
+def test_chunk_sma_installs_the_top_k_and_records_queries(parts):
+    gen = make_gen(parts, MemoryConfig(mode="nam+sma", sma_per="chunk"))
+    tl = plan_for(gen, make_story(repeat=2))
+    sizes = []
+    for _ in gen.stream(tl, seed=0):
+        sizes.append(len(gen.selected))
+        assert len(gen.cache.memory_positions) == len(gen.selected) <= 2
+    assert max(sizes) == 2 and gen.sma.queries and set(gen.sma.queries) == {0, 1}
+    assert gen.info().settings["memory"]["sma_per"] == "chunk"
+
+
 def test_a_shot_cut_starts_a_shot_sink_and_sends_the_old_one_to_memory(parts):
     gen = make_gen(parts, "nam")
     tl = plan_for(gen, make_story())
@@ -124,11 +135,12 @@ MODES_TO_RESUME = [
     ("nam", {}), ("nam+sma", {}), ("none", {}),
     ("entity", {"cast": [CastMember("mia", "character", "Mia.", (ref_image(3),))]}),
     (MemoryConfig(mode="nam", shot_sink=False), {}),  # re-cache at the switches needs the kept latents
+    (MemoryConfig(mode="nam+sma", sma_per="chunk"), {}),  # the previous chunk's queries are state
 ]
 
 
 @pytest.mark.parametrize("k", [3, 5, 9])
-@pytest.mark.parametrize("mode, kw", MODES_TO_RESUME, ids=["nam", "nam+sma", "none", "entity", "recache"])
+@pytest.mark.parametrize("mode, kw", MODES_TO_RESUME, ids=["nam", "nam+sma", "none", "entity", "recache", "sma-chunk"])
 def test_resume_from_a_saved_state_gives_identical_frames(parts, tmp_path, mode, kw, k):
     gen = make_gen(parts, mode, **kw)
     tl = plan_for(gen, make_story())

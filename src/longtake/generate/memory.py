@@ -36,7 +36,7 @@ from longtake.memory.bank import NarrativeMemory
 from longtake.memory.cast import CastMember, image_to_video
 from longtake.memory.config import MemoryConfig, MemoryMode
 from longtake.memory.entity import EntityMemory
-from longtake.memory.entry import KIND_CAST, KIND_REF, entry_from_cache
+from longtake.memory.entry import KIND_CAST, KIND_REF, entry_from_cache, install
 from longtake.memory.sma import SparseMemoryActivation
 from longtake.model.kv_cache import KVCache
 from longtake.plan.timeline import Chunk, Timeline
@@ -83,7 +83,7 @@ class MemoryGenerator(CausalGenerator):
         self.cast = tuple(cast)
         self.preload = preload
         self.preload_id = preload_id
-        self.sma = SparseMemoryActivation(cfg.sma_top_k) if cfg.mode == "nam+sma" else None
+        self.sma = SparseMemoryActivation(cfg.sma_top_k, cfg.sma_per) if cfg.mode == "nam+sma" else None
         self.memory: NarrativeMemory | EntityMemory | None = None
         self._latents: dict[int, Tensor] = {}  # frame -> clean latent (1, C, 1, H, W) of held frames
         self._sink_meta: dict[str, Any] | None = None  # the chunk whose first frame starts the sink
@@ -141,6 +141,8 @@ class MemoryGenerator(CausalGenerator):
 
     def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:
         self.memory = self._build_memory()
+        if self.sma is not None:
+            self.sma.queries = {}
         self._latents = {}
         self._sink_meta = None
         if isinstance(self.memory, EntityMemory):
@@ -161,6 +163,8 @@ class MemoryGenerator(CausalGenerator):
             self.memory.load_state_dict(_to_device(saved["bank"], device))
         self._latents = {int(f): t.to(device) for f, t in zip(saved["latent_frames"], saved["latents"], strict=True)}
         self._sink_meta = saved["sink"]
+        if self.sma is not None:
+            self.sma.load_state_dict(_to_device(saved["sma"], device))
 
     def _extra_state(self) -> dict[str, Any]:
         frames = sorted(self._latents)
@@ -171,6 +175,7 @@ class MemoryGenerator(CausalGenerator):
                 "latent_frames": frames,
                 "latents": [self._latents[f] for f in frames],
                 "sink": None if self._sink_meta is None else dict(self._sink_meta),
+                "sma": None if self.sma is None else self.sma.state_dict(),
             }
         }
 
@@ -190,10 +195,14 @@ class MemoryGenerator(CausalGenerator):
             self._sink_meta = {"chunk": chunk.index, "entities": list(chunk.entities), "location": chunk.location}
         entries = self.memory.select(chunk, cache) if self.memory is not None else []
         if self.sma is not None:
+            chosen = self.sma.choose(entries)  # per chunk: fewer frames; per head: all of them
+            if len(chosen) < len(entries):
+                install(cache, chosen)
+                entries = chosen
             self.sma.prepare(entries)
         self.selected = [e.frame for e in entries]
         skipped = 0
-        if self.sma is not None and len(entries) > self.sma.top_k:
+        if self.sma is not None and self.sma.per == "head" and len(entries) > self.sma.top_k:
             skipped = (len(entries) - self.sma.top_k) * entries[0].tokens
         self.attended_tokens = cache.num_tokens - skipped
 

@@ -41,6 +41,8 @@ class MemoryConfig:
         capacity: NAM bank frames (MemFlow: 3).
         record_every: a prototype every this many chunks (MemFlow: 3), NAM and entity memory.
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
+        sma_per: "head" (MemFlow: each layer and head picks with its own queries, inside
+            attention) or "chunk" (once per chunk, from the previous chunk's queries).
         entity_slots: memory frames installed per chunk in "entity" (the attention budget).
         entity_per_entity: entries one entity keeps (its anchor + the newest).
         entity_capacity: entries the entity memory keeps in all.
@@ -55,6 +57,7 @@ class MemoryConfig:
     capacity: int = 3
     record_every: int = 3
     sma_top_k: int = 2
+    sma_per: Literal["head", "chunk"] = "head"
     entity_slots: int = 3
     entity_per_entity: int = 3
     entity_capacity: int = 32
@@ -68,6 +71,8 @@ class MemoryConfig:
         small = {k: getattr(self, k) for k in ("capacity", "record_every", "sma_top_k", "entity_slots", "entity_per_entity", "entity_capacity") if getattr(self, k) < 1}
         if small:
             raise MemoryBankError(f"memory settings must be >= 1: {small}")
+        if self.sma_per not in ("head", "chunk"):
+            raise MemoryBankError(f"sma_per must be 'head' or 'chunk', got {self.sma_per!r}")
         if self.shot_sink and self.mode not in MEMORY_SEGMENT_MODES:
             raise MemoryBankError(f"shot_sink needs a memory to put the old sink in; mode {self.mode!r} has none")
         if self.casting and self.mode != "entity":
