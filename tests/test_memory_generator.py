@@ -132,7 +132,7 @@ def test_recache_at_a_switch_equals_a_fresh_write_under_the_new_prompt(parts, me
 
 
 MODES_TO_RESUME = [
-    ("nam", {}), ("nam+sma", {}), ("none", {}),
+    ("nam", {}), (MemoryConfig(mode="nam+sma", sma_per="head"), {}), ("none", {}),
     ("entity", {"cast": [CastMember("mia", "character", "Mia.", (ref_image(3),))]}),
     (MemoryConfig(mode="nam", shot_sink=False), {}),  # re-cache at the switches needs the kept latents
     (MemoryConfig(mode="nam+sma", sma_per="chunk"), {}),  # the previous chunk's queries are state
@@ -140,7 +140,7 @@ MODES_TO_RESUME = [
 
 
 @pytest.mark.parametrize("k", [3, 5, 9])
-@pytest.mark.parametrize("mode, kw", MODES_TO_RESUME, ids=["nam", "nam+sma", "none", "entity", "recache", "sma-chunk"])
+@pytest.mark.parametrize("mode, kw", MODES_TO_RESUME, ids=["nam", "sma-head", "none", "entity", "recache", "sma-chunk"])
 def test_resume_from_a_saved_state_gives_identical_frames(parts, tmp_path, mode, kw, k):
     gen = make_gen(parts, mode, **kw)
     tl = plan_for(gen, make_story())

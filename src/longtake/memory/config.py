@@ -41,8 +41,10 @@ class MemoryConfig:
         capacity: NAM bank frames (MemFlow: 3).
         record_every: a prototype every this many chunks (MemFlow: 3), NAM and entity memory.
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
-        sma_per: "head" (MemFlow: each layer and head picks with its own queries, inside
-            attention) or "chunk" (once per chunk, from the previous chunk's queries).
+        sma_per: "chunk" (default: once per chunk, the frames most relevant to the previous
+            chunk's queries; it saves what attending fewer frames saves) or "head" (MemFlow's
+            definition: each layer and head picks with its own queries inside attention; the
+            per-pass gather cost more than it saved on the CPU, docs/memory.md).
         entity_slots: memory frames installed per chunk in "entity" (the attention budget).
         entity_per_entity: entries one entity keeps (its anchor + the newest).
         entity_capacity: entries the entity memory keeps in all.
@@ -57,7 +59,7 @@ class MemoryConfig:
     capacity: int = 3
     record_every: int = 3
     sma_top_k: int = 2
-    sma_per: Literal["head", "chunk"] = "head"
+    sma_per: Literal["head", "chunk"] = "chunk"
     entity_slots: int = 3
     entity_per_entity: int = 3
     entity_capacity: int = 32

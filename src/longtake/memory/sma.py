@@ -14,9 +14,9 @@ Relevance uses keys and queries before RoPE (content, not position): ``mean_i q_
 k_j`` per head, the pooled keys of each frame computed once per chunk (:meth:`prepare`).
 
 Two granularities (``per``; measured in docs/memory.md):
-  - "head" (MemFlow's definition, the default): per layer and head, with the queries of the
-    pass itself; a gather of the kept frames' tokens per layer and pass. No state.
-  - "chunk": once per chunk, before sampling (:meth:`choose`): the memory frames most relevant
+  - "head" (MemFlow's definition): per layer and head, with the queries of the pass itself;
+    a gather of the kept frames' tokens per layer and pass. No state.
+  - "chunk" (the generator's default, cheaper on the CPU): once per chunk, before sampling (:meth:`choose`): the memory frames most relevant
     to the previous chunk's queries (pooled, recorded by the same hook during its cache-write
     pass, averaged over layers and heads) are installed, the others not at all. No gather, so
     it saves what attending fewer frames saves; the recorded queries are generator state.
