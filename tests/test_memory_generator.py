@@ -157,6 +157,16 @@ def test_resume_from_a_saved_state_gives_identical_frames(parts, tmp_path, mode,
         np.testing.assert_array_equal(x, y)
 
 
+def test_sink_mode_resumes_a_causal_generator_state(parts):
+    gen = CausalGenerator(*parts)
+    tl = plan_for(make_gen(parts, "sink"), make_story())
+    full = frames_of(gen, tl)
+    it = gen.stream(tl, seed=1)
+    next(it)
+    resumed = frames_of(make_gen(parts, "sink"), tl, start_chunk=1, state=gen.state_dict())
+    assert all(np.array_equal(x, y) for x, y in zip(full[1:], resumed, strict=True))
+
+
 def test_resume_refuses_another_memory_mode(parts):
     gen = make_gen(parts, "nam")
     tl = plan_for(gen, make_story())

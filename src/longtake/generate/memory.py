@@ -155,6 +155,8 @@ class MemoryGenerator(CausalGenerator):
 
     def _restore(self, state: dict[str, Any], cache: KVCache, device: torch.device) -> None:
         saved = state.get("memory")
+        if saved is None and self.memory_config.mode == "sink" and not self.memory_config.use_recache:
+            return  # a CausalGenerator state: the sink baseline keeps nothing more
         if not isinstance(saved, dict) or saved.get("mode") != self.memory_config.mode:
             got = saved.get("mode") if isinstance(saved, dict) else None
             raise GenerateError(f"cannot resume from this state: it was saved with memory mode {got!r}, not {self.memory_config.mode!r}")
