@@ -55,6 +55,16 @@ class DiTConfig:
     # the same relative layout as a chunk of a short training clip (longtake's built-in
     # model; it is what makes per-frame quality independent of video length).
     rope_positions: str = "absolute"
+    # What the output head predicts. "velocity": v = eps - x0 directly (Wan2.1 and its causal
+    # checkpoints). "sample": the head predicts the clean latent x0 and the DiT returns
+    # v = (x - x0_hat) / max(sigma, sample_sigma_min), so callers still get a velocity.
+    # Predicting x0 is what makes a small model with wide tokens work: a 4x4x16 patch is a
+    # 256-dim token in a 256-wide model, and a velocity head must copy that much noise
+    # through the network, which it had not learned after 400 steps (renders were noise
+    # while x0 denoising error was already low; "Back to Basics: Let Denoising Generative
+    # Models Denoise", Li & He 2025, make the same point for high-dimensional patches).
+    prediction: str = "velocity"
+    sample_sigma_min: float = 0.05
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -67,6 +77,12 @@ class DiTConfig:
             problems.append(f"head_dim must be even and >= 6 for 3D RoPE, got {self.head_dim}")
         if self.rope_positions not in ("absolute", "compact"):
             problems.append(f"rope_positions must be 'absolute' or 'compact', got {self.rope_positions!r}")
+        if self.prediction not in ("velocity", "sample"):
+            problems.append(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
+        elif self.prediction == "sample" and self.in_channels != self.out_channels:
+            problems.append("prediction='sample' needs out_channels == in_channels (the head predicts x0)")
+        if not 0.0 < self.sample_sigma_min <= 1.0:
+            problems.append(f"sample_sigma_min must be in (0, 1], got {self.sample_sigma_min}")
         if self.qk_norm != "rms_norm_across_heads":
             problems.append(f"qk_norm must be 'rms_norm_across_heads' (the only kind Wan uses), got {self.qk_norm!r}")
         for name in ("in_channels", "out_channels", "num_layers", "num_heads", "ffn_dim", "text_dim", "freq_dim", "frames_per_chunk"):
@@ -118,6 +134,7 @@ PRESETS: dict[str, DiTConfig] = {
         in_channels=16,
         out_channels=16,
         patch_size=(1, 4, 4),
+        prediction="sample",
         num_layers=6,
         num_heads=4,
         head_dim=64,

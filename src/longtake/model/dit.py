@@ -246,7 +246,8 @@ class CausalWanDiT(nn.Module):
         write_cache: bool = False,
         mode: Mode = "causal",
     ) -> Tensor:
-        """Predict the velocity v = eps - x0 for latents ``x`` at noise level ``sigma``.
+        """Predict the velocity v = eps - x0 for latents ``x`` at noise level ``sigma``
+        (with ``config.prediction == "sample"`` the head predicts x0 and v is derived from it).
 
         Args:
             x: (B, C, F, H, W) latent frames.
@@ -358,8 +359,13 @@ class CausalWanDiT(nn.Module):
         shift, scale = (self.scale_shift_table.float()[None] + temb.float()[:, :, None]).unbind(2)  # 2 x (B, F, D)
         h = modulate(layer_norm_fp32(h, cfg.eps), shift, scale, frames).to(dtype)  # (B, L, D)
         out = self.proj_out(h)  # (B, L, ph*pw*C_out)
-        return rearrange(
+        out = rearrange(
             out,
             "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)",
             f=frames, h=H // ph, w=W // pw, pt=1, ph=ph, pw=pw,
         )  # (B, C_out, F, H, W)
+        if cfg.prediction == "sample":
+            # The head predicts x0; return the velocity it implies (config.prediction).
+            s = (t / cfg.num_train_timesteps).clamp_min(cfg.sample_sigma_min)[:, None, :, None, None]  # (B, 1, F, 1, 1)
+            out = ((x.float() - out.float()) / s).to(out.dtype)
+        return out

@@ -50,7 +50,9 @@ class Denoiser:
         self.autocast = autocast
 
     def _model(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+        if self.autocast is None:  # leave any autocast the caller entered (training) as it is
+            return self.model(x, *args, **kwargs)
+        with torch.autocast(x.device.type, dtype=self.autocast):
             return self.model(x, *args, **kwargs)
 
     def __call__(

@@ -55,7 +55,7 @@ class TrainConfig:
     dit_duration: tuple[float, float] = (12.0, 30.0)
     # 4. diffusion forcing
     clip_chunks: int = 4  # sink chunk + 3 consecutive chunks = sink + local window
-    forcing_steps: int = 2400
+    forcing_steps: int = 1500
     forcing_batch: int = 8
     lr: float = 4e-4
     text_lr: float = 4e-4
@@ -64,7 +64,7 @@ class TrainConfig:
     sigma_shift: float = 3.0
     ema: float = 0.998
     # 5. rollout (Self-Forcing-style)
-    rollout_steps: int = 150
+    rollout_steps: int = 100
     rollout_batch: int = 4
     rollout_lr: float = 1e-4
     # inference schedule the rollouts (and the shipped model) use

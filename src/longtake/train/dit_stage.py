@@ -72,6 +72,21 @@ def sample_sigma(rng: np.random.Generator, shape: tuple[int, ...], cfg: TrainCon
     return torch.where(use_levels, pick, shifted).clamp(1e-3, 1.0)
 
 
+def prediction_error(dit: CausalWanDiT, xt: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Squared error per element (B, C, F, H, W) in the space the DiT's head predicts.
+
+    "velocity": |v - (eps - x0)|^2 (flow matching). "sample": the head's x0 estimate,
+    recovered exactly as ``xt - max(sigma, sigma_min) * v``, against x0 (an unweighted x0 loss;
+    the velocity loss would weight it by 1/sigma^2, up to 400x at small sigma, which only the
+    rarely used low-noise levels need). sigma: (B, F) per frame.
+    """
+    cfg = dit.config
+    if cfg.prediction == "sample":
+        s5 = sigma.clamp_min(cfg.sample_sigma_min)[:, None, :, None, None]  # (B, 1, F, 1, 1)
+        return (xt - s5 * v.float() - x0).square()
+    return (v.float() - (eps - x0)).square()
+
+
 def _encode_text(text: BuiltinTextEncoder, prompts: list[str]) -> torch.Tensor:
     emb, _ = text.encode(prompts)  # (N, T, D)
     return emb
@@ -91,7 +106,7 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     xt = (1 - s5) * x0 + s5 * eps
     emb = _encode_text(text, [p for ps in prompts for p in ps])  # (B*K, T, D)
     v = dit(xt, sigma, rearrange(emb, "(b k) t d -> b k t d", k=k), mode="causal_window")
-    err = (v.float() - (eps - x0)).square().mean(dim=(1, 3, 4))  # (B, K*F)
+    err = prediction_error(dit, xt, v, sigma, x0, eps).mean(dim=(1, 3, 4))  # (B, K*F)
     w = (sigma > 0).float()
     loss = (err * w).sum() / w.sum().clamp_min(1.0)
     return loss, float(loss.detach())
@@ -116,7 +131,7 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     s5 = s[:, None, None, None, None]
     xt = (1 - s5) * target + s5 * eps
     v = dit(xt, s, _encode_text(text, [p[-1] for p in prompts]), cache=cache)
-    loss = (v.float() - (eps - target)).square().mean()
+    loss = prediction_error(dit, xt, v, s[:, None].expand(b, f), target, eps).mean()
     return loss, float(loss.detach())
 
 
