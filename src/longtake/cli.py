@@ -210,6 +210,7 @@ def _mount_subcommands() -> None:
 
 _mount_subcommands()
 app.add_typer(__import__("longtake.eval.cli", fromlist=["eval_app"]).eval_app, name="eval", help="Consistency and quality report of any video (report.json + HTML).")
+app.add_typer(__import__("longtake.cli_bench", fromlist=["bench_app"]).bench_app, name="bench", help="Benchmarks: `bench memory` compares the memory modes on storyworld-bench.")
 
 
 def main() -> None:

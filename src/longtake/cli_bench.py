@@ -1,0 +1,90 @@
+"""``longtake bench ...``: benchmarks as commands. ``longtake bench memory`` compares the memory modes.
+
+The command wires the parts together (:mod:`longtake.bench_memory` runs the generators,
+:mod:`longtake.eval.memory_bench` scores, :mod:`longtake.eval.memory_bench_report` makes the
+table and files) and draws one progress bar per mode on stderr; bad input prints one line
+and exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from longtake.cli_common import TYPER_DEFAULTS, err, fail, out, user_errors
+
+bench_app = typer.Typer(name="bench", help="Benchmarks: `longtake bench memory` compares the memory modes on storyworld-bench.", **TYPER_DEFAULTS)
+
+
+@bench_app.callback()
+def bench_callback() -> None:
+    """Benchmarks of longtake's generators."""
+
+
+@bench_app.command("memory")
+@user_errors
+def memory_cmd(
+    more_modes: Annotated[list[str] | None, typer.Argument(metavar="MODE", help="More memory modes (so that `--memory none sink nam` works).", show_default=False)] = None,
+    memory: Annotated[list[str] | None, typer.Option("--memory", help="Memory modes to compare: none sink nam nam+sma entity (default: all five; repeat, list after it, or comma-separate).", show_default=False)] = None,
+    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (the first N; 60 s each).")] = 10,
+    weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder (default: the shipped weights).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Render seed of the first story (story i uses seed + i, in every mode).")] = 0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write memory_bench.json, memory_bench.md and memory_bench.png here.")] = None,
+    probes: Annotated[Path | None, typer.Option("--probes", help="Folder of StoryWorld probes (default: the ones shipped).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Where the model runs: cpu (default), cuda, ...")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="auto, float32 or bfloat16 (as render).")] = "auto",
+    story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
+    min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
+) -> None:
+    """Render storyworld-bench with every memory mode side by side; one table of returns, revisits, alignment and speed."""
+    from longtake.bench_memory import MODES, TRUTH, BenchProgress, check_modes, run_memory_bench
+    from longtake.world.bench_set import MIN_RETURN_GAP
+
+    modes = check_modes([m.strip() for v in [*(memory or []), *(more_modes or [])] for m in v.split(",") if m.strip()] or list(MODES))
+    if stories < 1:
+        raise fail([f"--stories {stories}: expected at least 1"])
+    if weights is not None and not weights.is_dir():
+        raise fail([f"--weights {weights}: no such folder; expected a built-in model folder (docs/models.md)"])
+    if min_return_gap is not None and min_return_gap <= 0:
+        raise fail([f"--min-return-gap {min_return_gap}: expected a positive number of seconds"])
+
+    from longtake.eval.probes import StoryWorldProbes
+    from longtake.generate.builtin import builtin_generator
+    from longtake.memory.config import MemoryConfig
+
+    probe_set = StoryWorldProbes.load(probes)
+    if story_files:
+        from longtake.script import load_story
+
+        chosen = [load_story(p) for p in story_files]
+    else:
+        from longtake.world.bench_set import make_bench
+
+        chosen = [item.story for item in make_bench(stories)]
+    generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=MemoryConfig(mode=m)) for m in modes}  # type: ignore[arg-type]
+    rows = [TRUTH, *modes]
+    with Progress(TextColumn("[bold]{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                  TextColumn("story {task.fields[story]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+        tasks = {r: bar.add_task(r, total=None, story="-") for r in rows}
+
+        def progress(p: BenchProgress) -> None:
+            bar.update(tasks[p.row], completed=p.chunks_done, total=p.chunks_total, story=f"{p.story + 1}/{p.stories}")
+
+        result = run_memory_bench(chosen, generators, probe_set, seed=seed, on_progress=progress,
+                                  min_return_gap=MIN_RETURN_GAP if min_return_gap is None else min_return_gap,
+                                  settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
+                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench"})
+    from longtake.eval.memory_bench_report import table, title, write_outputs
+
+    headers, body = table(result, compact=True)
+    t = Table(*headers, title=title(result), title_justify="left")
+    for row in body:
+        t.add_row(*row)
+    out.print(t)
+    if out_dir is not None:
+        for p in write_outputs(result, out_dir):
+            out.print(f"[green]wrote[/green] {p}", highlight=False)
