@@ -72,13 +72,14 @@ def run_memory_bench(
     on_progress: Callable[[BenchProgress], None] | None = None,
     settings: Mapping[str, Any] | None = None,
     warmup: bool = True,
+    name: str = BENCH_NAME,
 ) -> dict[str, Any]:
     """Render ``stories`` with each generator (mode -> generator) and score every video.
 
     Returns plain data: ``rows`` (mode or :data:`TRUTH` -> the summary of
     :func:`~longtake.eval.memory_bench.summarise` plus ``frames``, ``seconds``, ``fps`` and
     ``slowdown_vs_sink_pct``), ``stories`` (per story, per row, the cases and their scores)
-    and the settings.
+    and the settings. ``name``: what the stories are (the table's title).
     """
     from longtake.pipeline import plan_for
     from longtake.world.renderer import WorldRenderer
@@ -164,7 +165,7 @@ def run_memory_bench(
         summary[row]["slowdown_vs_sink_pct"] = (100.0 * (sink / fps - 1.0)) if sink and fps else None
     summary[TRUTH]["slowdown_vs_sink_pct"] = None
     return {
-        "bench": BENCH_NAME,
+        "bench": name,
         "num_stories": len(stories),
         "seed": seed,
         "modes": modes,

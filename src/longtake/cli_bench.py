@@ -30,7 +30,7 @@ def bench_callback() -> None:
 def memory_cmd(
     more_modes: Annotated[list[str] | None, typer.Argument(metavar="MODE", help="More memory modes (so that `--memory none sink nam` works).", show_default=False)] = None,
     memory: Annotated[list[str] | None, typer.Option("--memory", help="Memory modes to compare: none sink nam nam+sma entity (default: all five; repeat, list after it, or comma-separate).", show_default=False)] = None,
-    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (the first N; 60 s each).")] = 10,
+    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (the first N; 60 s each; ignored with --story).")] = 10,
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder (default: the shipped weights).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Render seed of the first story (story i uses seed + i, in every mode).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write memory_bench.json, memory_bench.md and memory_bench.png here.")] = None,
@@ -75,6 +75,7 @@ def memory_cmd(
             bar.update(tasks[p.row], completed=p.chunks_done, total=p.chunks_total, story=f"{p.story + 1}/{p.stories}")
 
         result = run_memory_bench(chosen, generators, probe_set, seed=seed, on_progress=progress,
+                                  name="custom stories" if story_files else "storyworld-bench",
                                   min_return_gap=MIN_RETURN_GAP if min_return_gap is None else min_return_gap,
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench"})

@@ -46,7 +46,7 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
     thr = result["identity_threshold"]
     seg_headers = [f"align s1-s{nseg}"] if compact else [f"align s{k + 1}" for k in range(nseg)]
     headers = ["mode", "returns found", "identity", f"identity >= {thr:g}", "attributes =", "hidden =",
-               "location =", "background", *seg_headers, "fps", "vs sink"]
+               "location = (right)", "background", *seg_headers, "fps", "vs sink"]
     out = []
     for name in [*result["modes"], TRUTH]:
         r = rows[name]
@@ -59,7 +59,7 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
             _pct(r["identity_pass"]),
             _pct(r["attributes_equal"]),
             _pct(r["hidden_equal"]),
-            _pct(r["location_consistent"]),
+            f"{_pct(r['location_consistent'])} ({_pct(r['location_right'])})",
             _num(r["background"]),
             *([" ".join(_num(v, 2) for v in seg)] if compact else [_num(v) for v in seg]),
             _num(r["fps"], 1),
@@ -76,7 +76,8 @@ def markdown(result: Mapping[str, Any]) -> str:
               "on both sides / returns judged; identity = mean cosine similarity of the identity embeddings (return vs "
               "first appearance); identity >= t = share of returns at or above the threshold (not found counts as below); "
               "attributes / hidden = share of captioned-attribute / hidden-detail readings equal on both sides; "
-              "location = share of revisits where the location probe reads the same as on the first visit; background = "
+              "location = share of revisits where the location probe reads the same as on the first visit (right: reads "
+              "the script's location on the revisit); background = "
               "similarity of revisit and first-visit frames outside character boxes; align sK = alignment probe score of "
               "segment K with its prompt; fps = frames generated per wall-clock second, side by side; vs sink = "
               "slowdown against sink-only (positive = slower)."]
