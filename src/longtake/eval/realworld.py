@@ -15,6 +15,7 @@ per shot and per segment, against the script's expanded prompts.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from pathlib import Path
@@ -104,7 +105,7 @@ class _Consistency:
         self.prev = f
 
 
-class FeatureModel:
+class FeatureModel(abc.ABC):
     """Base of the transformers models: sampling, batching and the consistency stream."""
 
     key = "feature"
@@ -117,8 +118,9 @@ class FeatureModel:
         self.cons = _Consistency()
         self.last_t = -1
 
+    @abc.abstractmethod
     def embed(self, frames: np.ndarray) -> np.ndarray:  # (N, H, W, 3) -> (N, E) unit
-        raise NotImplementedError
+        """Unit-norm embeddings of frames (each reader: DINOv2, CLIP)."""
 
     def update(self, start: int, frames: np.ndarray, shot_starts: set[int]) -> None:
         """Read the sampled frames of a chunk starting at frame ``start``; ``shot_starts`` holds
