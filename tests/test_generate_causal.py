@@ -224,3 +224,32 @@ def test_precision_choice():
     assert resolve_autocast("auto", "cpu") in (None, torch.bfloat16)
     with pytest.raises(GenerateError, match="precision must be"):
         resolve_autocast("fp8", "cpu")
+
+
+def test_guidance_on_shot_starts_only(parts):
+    """guidance_chunks="shot_start" guides the first chunk and the chunks after a cut (two
+    passes per denoising step), the others take one; "all" guides every chunk."""
+    dit = parts[0]
+    calls: list[int] = []
+    hook = dit.register_forward_hook(lambda mod, args, out: calls.append(1))
+    try:
+        per_chunk = {}
+        for mode in ("shot_start", "all"):
+            gen = make_gen(parts, guidance_scale=3.0, guidance_chunks=mode)
+            tl = plan_for(gen)
+            counts = []
+            for _ in gen.stream(tl, seed=0):
+                counts.append(len(calls))
+                calls.clear()
+            per_chunk[mode] = counts
+    finally:
+        hook.remove()
+    steps = len(make_gen(parts).sigmas) - 1
+    starts = [c.index == 0 or c.cut for c in tl.chunks]
+    assert any(starts) and not all(starts)
+    # steps denoising passes (doubled when guided) + 1 cache write per chunk
+    assert per_chunk["shot_start"] == [(2 if s else 1) * steps + 1 for s in starts]
+    assert per_chunk["all"] == [2 * steps + 1] * len(starts)
+    assert make_gen(parts, guidance_scale=3.0, guidance_chunks="shot_start").info().settings["guidance_chunks"] == "shot_start"
+    with pytest.raises(GenerateError, match="guidance_chunks"):
+        make_gen(parts, guidance_chunks="sometimes")

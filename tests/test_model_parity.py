@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longtake.model import CausalWanDiT, KVCache, get_preset
+from longtake.model import CausalWanDiT, KVCache, ModelError, get_preset
 
 ATOL = 1e-5
 
@@ -238,7 +238,6 @@ def test_compact_equals_absolute_before_the_window_fills():
 
 
 def test_compact_full_window_pass_is_bounded():
-    from longtake.model import ModelError
 
     model = tiny_model(frames_per_chunk=2, local_window_frames=4, sink_frames=2, rope_positions="compact")
     with pytest.raises(ModelError, match="compact RoPE"):
@@ -257,3 +256,23 @@ def test_per_chunk_prompts_equal_separate_prompts():
         first = model(x, 0.4, texts[:, 0], mode="causal")
     torch.testing.assert_close(both[:, :, :2], first[:, :, :2], atol=ATOL, rtol=0)
     assert (both[:, :, 2:] - first[:, :, 2:]).abs().max() > 1e-4
+
+
+# --------------------------------------------------------------------------- absolute positions
+def test_absolute_token_positions_keep_cache_parity_and_change_the_output():
+    """The builtin's learned per-token position (``abs_pos_tokens``) enters before the blocks,
+    so chunk-by-chunk streaming still equals the block-causal full pass; it really changes
+    what the model computes; and a frame of another size is refused."""
+    model = tiny_model(local_window_frames=None, abs_pos_tokens=(2, 2))
+    assert model.pos_embed.shape == (2, 2, model.config.dim)
+    _stream_vs_full(model, num_chunks=3, full_mode="causal")
+    torch.manual_seed(7)
+    x = torch.randn(1, 4, 2, 4, 4)
+    text = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        a = model(x, 0.5, text)
+        model.pos_embed.zero_()
+        b = model(x, 0.5, text)
+        assert (a - b).abs().max() > 1e-3
+        with pytest.raises(ModelError, match="absolute positions for 2x2 tokens"):
+            model(torch.randn(1, 4, 2, 8, 8), 0.5, text)

@@ -28,6 +28,7 @@ def builtin_generator(
     precision: Precision = "auto",
     memory: MemoryMode | MemoryConfig = DEFAULT_MODE,
     cast: Sequence[CastMember] = (),
+    guidance: float | None = None,
 ) -> MemoryGenerator:
     """The built-in model as a generator.
 
@@ -42,6 +43,8 @@ def builtin_generator(
             model was trained; else float32), "float32" or "bfloat16".
         memory: the memory mode (docs/memory.md) or a full MemoryConfig; default "sink".
         cast: characters and locations with reference images, for the entity memory.
+        guidance: override the classifier-free guidance scale stored in ``model.json``
+            (1.0 = off); the chunks it applies to stay as stored (``guidance_chunks``).
     """
     autocast = resolve_autocast(precision, device)
     model = load_builtin(weights, device=device)
@@ -56,7 +59,8 @@ def builtin_generator(
         model.text_encoder,
         sigmas=torch.as_tensor(sigmas, dtype=torch.float32),
         sampler=sampler or model.settings.sampler,  # type: ignore[arg-type]
-        guidance_scale=model.settings.guidance_scale,
+        guidance_scale=model.settings.guidance_scale if guidance is None else float(guidance),
+        guidance_chunks=model.settings.guidance_chunks,
         autocast=autocast,
         name="builtin",
         weights=model.weights,

@@ -68,6 +68,7 @@ class BuiltinSettings:
     sampler: str = "few_step"
     sigmas: tuple[float, ...] = ()
     guidance_scale: float = 1.0
+    guidance_chunks: str = "all"
     frames_per_chunk: int = 12  # output frames of every chunk after the first
     first_chunk_frames: int = 9  # output frames of the first chunk
     train: dict[str, Any] = field(default_factory=dict)
@@ -192,6 +193,7 @@ def save_builtin(
     sigmas: Any,
     sampler: str = "few_step",
     guidance_scale: float = 1.0,
+    guidance_chunks: str = "all",
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a built-in model folder atomically (a hidden temp folder, then a rename).
@@ -212,6 +214,7 @@ def save_builtin(
         "sampler": str(sampler),
         "sigmas": s,
         "guidance_scale": float(guidance_scale),
+        "guidance_chunks": str(guidance_chunks),
         "plan": _plan(dit, vae),
         "train": dict(extra or {}),
     }
@@ -301,6 +304,7 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
         sampler=meta["sampler"],
         sigmas=tuple(float(x) for x in meta["sigmas"]),
         guidance_scale=float(meta.get("guidance_scale", 1.0)),
+        guidance_chunks=str(meta.get("guidance_chunks", "all")),
         frames_per_chunk=derived["frames_per_chunk"],
         first_chunk_frames=derived["first_chunk_frames"],
         train=dict(meta.get("train") or {}),

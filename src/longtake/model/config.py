@@ -65,6 +65,11 @@ class DiTConfig:
     # Models Denoise", Li & He 2025, make the same point for high-dimensional patches).
     prediction: str = "velocity"
     sample_sigma_min: float = 0.05
+    # Learned absolute position of each token in the frame, (rows, cols) of tokens, added
+    # after the patch embedding (parameter ``pos_embed``; not in Wan, None keeps Wan's keys).
+    # RoPE only says where tokens are relative to each other; a chunk made from text alone
+    # starts from pure noise, where nothing says which token is sky and which is floor.
+    abs_pos_tokens: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -81,6 +86,8 @@ class DiTConfig:
             problems.append(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
         elif self.prediction == "sample" and self.in_channels != self.out_channels:
             problems.append("prediction='sample' needs out_channels == in_channels (the head predicts x0)")
+        if self.abs_pos_tokens is not None and (len(self.abs_pos_tokens) != 2 or min(self.abs_pos_tokens) < 1):
+            problems.append(f"abs_pos_tokens must be (rows, cols) >= 1, got {self.abs_pos_tokens!r}")
         if not 0.0 < self.sample_sigma_min <= 1.0:
             problems.append(f"sample_sigma_min must be in (0, 1], got {self.sample_sigma_min}")
         if self.qk_norm != "rms_norm_across_heads":
@@ -135,6 +142,7 @@ PRESETS: dict[str, DiTConfig] = {
         out_channels=16,
         patch_size=(1, 4, 4),
         prediction="sample",
+        abs_pos_tokens=(8, 8),
         num_layers=6,
         num_heads=4,
         head_dim=64,

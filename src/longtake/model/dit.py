@@ -208,6 +208,8 @@ class CausalWanDiT(nn.Module):
         self.blocks = nn.ModuleList([WanBlock(config) for _ in range(config.num_layers)])
         self.proj_out = nn.Linear(dim, config.out_channels * math.prod(config.patch_size))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        if config.abs_pos_tokens is not None:  # builtin only (config.abs_pos_tokens)
+            self.pos_embed = nn.Parameter(torch.randn(*config.abs_pos_tokens, dim) * 0.02)  # (rows, cols, D)
         self.rope = RopeTable(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False
 
@@ -305,6 +307,11 @@ class CausalWanDiT(nn.Module):
         if rows % B or frames % (rows // B):
             raise ModelError(f"the prompt has {rows} rows for a batch of {B} and {frames} frames; expected B or B*K rows with K dividing the frames")
         h = self.patch_embedding(x.to(dtype))  # (B, D, F, H/ph, W/pw)
+        if cfg.abs_pos_tokens is not None:
+            if tuple(h.shape[-2:]) != tuple(cfg.abs_pos_tokens):
+                raise ModelError(f"this model has absolute positions for {cfg.abs_pos_tokens[0]}x{cfg.abs_pos_tokens[1]} tokens per frame, "
+                                 f"got {h.shape[-2]}x{h.shape[-1]} (latents {H}x{W}); render at the size it was trained for")
+            h = h + rearrange(self.pos_embed, "h w d -> d 1 h w").to(h.dtype)
         h = rearrange(h, "b d f h w -> b (f h w) d").contiguous()  # (B, L, D), L = F*tpf
 
         t = self._timesteps(sigma, B, frames, x.device)  # (B, F)

@@ -41,7 +41,8 @@ class TrainConfig:
     dit_changes: dict = field(default_factory=dict)
     vae_preset: str = "builtin"
     vae_changes: dict = field(default_factory=dict)
-    text_changes: dict = field(default_factory=dict)
+    # 128 tokens: 7% of the builtin prompts (three characters) ran past 96 and lost their setting
+    text_changes: dict = field(default_factory=lambda: {"max_tokens": 128})
     # 1-2. VAE
     vae_stories: int = 32
     vae_duration: tuple[float, float] = (10.0, 30.0)
@@ -56,7 +57,14 @@ class TrainConfig:
     # 4. diffusion forcing
     clip_chunks: int = 4  # sink chunk + 3 consecutive chunks = sink + local window
     forcing_steps: int = 1500
-    forcing_batch: int = 8
+    forcing_batch: int = 4
+    # single chunks from anywhere, made from their prompt alone (no context): the text-to-
+    # video examples. Clips start with the story's first chunk, so without these the model
+    # sees one text-only example per story and learns to ignore the text (session 3).
+    solo_batch: int = 16
+    # probability that a training prompt is replaced by the empty one, so the model also
+    # learns the unconditional prediction that classifier-free guidance needs
+    text_dropout: float = 0.1
     lr: float = 4e-4
     text_lr: float = 4e-4
     warmup: int = 200
@@ -70,6 +78,10 @@ class TrainConfig:
     # inference schedule the rollouts (and the shipped model) use
     sample_steps: int = 4
     sample_shift: float = 5.0
+    # classifier-free guidance written into model.json (the empty prompt as unconditional;
+    # text_dropout trains it), on the chunks that start a shot (generate/causal.py)
+    guidance_scale: float = 1.0
+    guidance_chunks: str = "shot_start"
     # Mixed precision: bfloat16 autocast for the forward passes (weights, optimiser state and
     # EMA stay float32). On this CPU (AVX512-BF16) it halves a DiT step (2.42 -> 1.21 s) and
     # cuts a VAE step 2.8x (bench numbers in docs/training.md).
@@ -87,6 +99,10 @@ class TrainConfig:
         for name in ("forcing_steps", "rollout_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.solo_batch < 0:
+            problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            problems.append(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if not 0.0 <= self.clean_context <= 1.0:
             problems.append(f"clean_context must be in [0, 1], got {self.clean_context}")
         if not 0.0 <= self.ema < 1.0:
@@ -119,11 +135,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(
         size=32,
         dit_preset="builtin",
-        dit_changes={"num_layers": 1, "num_heads": 2, "head_dim": 16, "ffn_dim": 64, "text_dim": 32, "in_channels": 4, "out_channels": 4},
+        dit_changes={"num_layers": 1, "num_heads": 2, "head_dim": 16, "ffn_dim": 64, "text_dim": 32, "in_channels": 4, "out_channels": 4,
+                     "abs_pos_tokens": [2, 2]},
         vae_changes={"latent_channels": 4, "channels": [8, 8, 8], "dec_res_blocks": [1, 0, 0]},
         text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
         vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None,
-        dit_stories=3, dit_duration=(4.0, 6.0), forcing_steps=6, forcing_batch=2, warmup=2,
+        dit_stories=3, dit_duration=(4.0, 6.0), forcing_steps=6, forcing_batch=2, solo_batch=2, warmup=2,
         rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1,
     ),
 }

@@ -182,6 +182,20 @@ class LatentClips:
         lat = torch.cat([story.latents[c * f : (c + 1) * f].float() for c in idx])  # (clip_chunks*F, C, H, W)
         return rearrange(lat, "f c h w -> c f h w"), [story.chunks[c]["prompt"] for c in idx]
 
+    def solo(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, list[str]]:
+        """(B, C, F, H, W) and B prompts: single chunks from anywhere in any story, the
+        examples of a chunk made from its prompt alone (no context). The sink of
+        :meth:`clip` is always a story's first chunk, so clips alone hold only one
+        text-to-video example per story (120 in the builtin run); every chunk is one."""
+        f = self.latent_frames
+        out, prompts = [], []
+        for _ in range(batch):
+            story = self.stories[int(rng.integers(len(self.stories)))]
+            c = int(rng.integers(len(story.chunks)))
+            out.append(rearrange(story.latents[c * f : (c + 1) * f].float(), "f c h w -> c f h w"))
+            prompts.append(story.chunks[c]["prompt"])
+        return torch.stack(out), prompts
+
     def batch(self, rng: np.random.Generator, batch: int, clip_chunks: int) -> tuple[torch.Tensor, list[list[str]]]:
         """(B, C, clip_chunks * F, H, W) and B lists of prompts."""
         clips = [self.clip(rng, clip_chunks) for _ in range(batch)]

@@ -92,8 +92,18 @@ def _encode_text(text: BuiltinTextEncoder, prompts: list[str]) -> torch.Tensor:
     return emb
 
 
+def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list[str]:
+    """Each prompt replaced by the empty prompt (the unconditional one of classifier-free
+    guidance, as the generator encodes it) with probability ``p``."""
+    if p <= 0:
+        return list(prompts)
+    keep = rng.random(len(prompts)) >= p
+    return [q if k else "" for q, k in zip(prompts, keep)]
+
+
 def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
-    """Diffusion-forcing loss of one batch -> (loss, loss value)."""
+    """Diffusion-forcing loss of one batch of clips plus ``cfg.solo_batch`` single chunks
+    made from text alone -> (loss, loss value): the mean error over all noisy frames."""
     x0, prompts = clips.batch(rng, batch, cfg.clip_chunks)  # (B, C, K*F, H, W)
     b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
     sig = sample_sigma(rng, (b, k), cfg)  # (B, K)
@@ -104,11 +114,21 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     eps = torch.randn(x0.shape, generator=gen)
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
-    emb = _encode_text(text, [p for ps in prompts for p in ps])  # (B*K, T, D)
+    emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*K, T, D)
     v = dit(xt, sigma, rearrange(emb, "(b k) t d -> b k t d", k=k), mode="causal_window")
     err = prediction_error(dit, xt, v, sigma, x0, eps).mean(dim=(1, 3, 4))  # (B, K*F)
     w = (sigma > 0).float()
-    loss = (err * w).sum() / w.sum().clamp_min(1.0)
+    total, count = (err * w).sum(), w.sum()
+    if cfg.solo_batch > 0:
+        # chunks from text alone, every noise level, no context (LatentClips.solo)
+        xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
+        ss = repeat(sample_sigma(rng, (xs.shape[0],), cfg), "s -> s f", f=f)  # (S, F)
+        es = torch.randn(xs.shape, generator=gen)
+        xst = (1 - ss[:, None, :, None, None]) * xs + ss[:, None, :, None, None] * es
+        vs = dit(xst, ss, _encode_text(text, drop_prompts(ps, cfg.text_dropout, rng)), mode="causal_window")
+        es_err = prediction_error(dit, xst, vs, ss, xs, es).mean(dim=(1, 3, 4))  # (S, F)
+        total, count = total + es_err.sum(), count + es_err.numel()
+    loss = total / count.clamp_min(1.0)
     return loss, float(loss.detach())
 
 
