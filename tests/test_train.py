@@ -75,3 +75,25 @@ def test_unknown_setting_is_a_clear_error():
         get_train_preset("smoke").replace(forcing_stpes=3)
     with pytest.raises(TrainError, match="unknown training preset"):
         get_train_preset("huge")
+
+
+def test_guidance_is_an_export_setting(smoke_run, tmp_path):
+    """A finished run exports again with another guidance scale, without retraining: the
+    DiT weights stay bit-identical and model.json carries the new guidance."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    src, _ = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    before = load_file(str(run / "model" / "dit.safetensors"))
+    events = []
+    model = train(run, get_train_preset("smoke").replace(guidance_scale=2.5, guidance_chunks="all"), on_event=lambda ev: events.append(ev.stage))
+    meta = json.loads((model / "model.json").read_text())
+    assert (meta["guidance_scale"], meta["guidance_chunks"]) == (2.5, "all")
+    assert "forcing" not in events and "vae" not in events  # nothing retrained
+    after = load_file(str(model / "dit.safetensors"))
+    for k in before:
+        torch.testing.assert_close(before[k], after[k], atol=0, rtol=0)
+    assert json.loads((run / "train.json").read_text())["guidance_scale"] == 2.5

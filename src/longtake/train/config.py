@@ -101,6 +101,8 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
+        if self.guidance_chunks not in ("all", "shot_start"):
+            problems.append(f"guidance_chunks must be 'all' or 'shot_start', got {self.guidance_chunks!r}")
         if not 0.0 <= self.text_dropout < 1.0:
             problems.append(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if not 0.0 <= self.clean_context <= 1.0:

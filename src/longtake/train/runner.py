@@ -42,13 +42,21 @@ class TrainEvent:
     metrics: dict[str, float]
 
 
+#: Settings that only go into model.json at export: a finished run may be exported again
+#: with other values (e.g. a guidance scale chosen after measuring) without retraining.
+EXPORT_ONLY = ("guidance_scale", "guidance_chunks")
+
+
 def _check_run(run: Path, cfg: TrainConfig) -> None:
     path = run / "train.json"
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        if old != cfg.to_dict():
-            changed = sorted(k for k in set(old) | set(cfg.to_dict()) if old.get(k) != cfg.to_dict().get(k))
+        new = cfg.to_dict()
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if any(k not in EXPORT_ONLY for k in changed):
             raise TrainError(f"{run} holds a run with other settings (differs in: {', '.join(changed)}); use a new --out folder")
+        if changed:
+            write_text_atomic(path, json.dumps(new, indent=1))
     else:
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(cfg.to_dict(), indent=1))
@@ -119,7 +127,9 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
     clips = LatentClips(latents, latent_frames=dcfg.frames_per_chunk)
     model_dir = run / "model"
     if (model_dir / "model.json").is_file():
-        return model_dir
+        meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+        if all(meta.get(k, None) == getattr(cfg, k) for k in EXPORT_ONLY):
+            return model_dir  # exported with these settings; other export-only settings export again
     dit, text = timed("dit", lambda: train_dit(run, cfg, clips, vae.latent_channels, on_log=lambda s, d, t, m: emit(s, d, t, m)))
     extra = {"command": command, "config": cfg.to_dict(), "timing": timing.data,
              "torch": torch.__version__, "threads": torch.get_num_threads()}
