@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     ap.add_argument("--sampler", default=None, help="few_step, euler or heun (default: the model's)")
     ap.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
+    ap.add_argument("--guidance", type=float, default=None, help="guidance scale on shot starts (default: the model's)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from longtake.world.sampler import sample_story
 
     probes = StoryWorldProbes.load()
-    gen = builtin_generator(args.weights, steps=args.steps, sampler=args.sampler, precision=args.precision)
+    gen = builtin_generator(args.weights, steps=args.steps, sampler=args.sampler, precision=args.precision, guidance=args.guidance)
     from longtake.world.parse import parse_appearance
 
     results = []

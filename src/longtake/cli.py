@@ -140,6 +140,7 @@ def render(
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder to use instead of the shipped weights (docs/models.md).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Where a learned model runs: cpu (default), cuda, cuda:1, mps.")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32), float32, bfloat16.")] = None,
+    guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale of a learned model on the chunks that start a shot (default: the model's; 1.0 = off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
@@ -154,7 +155,8 @@ def render(
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
-    generator = load_generator(model, story=story, weights=weights, device=device, precision=precision, memory=memory, memory_from=memory_from)
+    generator = load_generator(model, story=story, weights=weights, device=device, precision=precision, memory=memory, memory_from=memory_from,
+                               guidance=guidance)
     mem = generator.info().settings.get("memory")
     if memory_out is not None and (not isinstance(mem, dict) or mem.get("mode") != "entity"):
         raise fail(["--memory-out saves an entity memory; render with --memory entity"])

@@ -70,7 +70,8 @@ def _storyworld(story: Story, **options: Any) -> Generator:
 
 
 def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "cpu", sampler: str | None = None,
-             steps: int | None = None, precision: str = "auto", memory: str | None = None, memory_from: str | Path | None = None) -> Generator:
+             steps: int | None = None, precision: str = "auto", memory: str | None = None, memory_from: str | Path | None = None,
+             guidance: float | None = None) -> Generator:
     """The built-in learned model (``weights``: another model folder than the shipped one).
 
     ``memory``: the memory mode (docs/memory.md; default "sink"); ``memory_from``: a memory
@@ -88,7 +89,10 @@ def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "
         from longtake.memory_files import cast_from_story
 
         cast = cast_from_story(story)
-    gen = builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision, memory=mode, cast=cast)  # type: ignore[arg-type]
+    if guidance is not None and guidance < 1.0:
+        raise RenderError(f"guidance must be at least 1.0 (1.0 = off), got {guidance}")
+    gen = builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision, memory=mode, cast=cast,  # type: ignore[arg-type]
+                            guidance=guidance)
     if memory_from is not None:
         from longtake.memory_files import load_memory_file
 
@@ -156,7 +160,7 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
 
     Generators get the story because the cast sheet (descriptions, reference images) is
     theirs to use; the timeline carries only ids. ``options`` go to the factory (for
-    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``, ``memory``, ``memory_from``); options left at None are
+    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``, ``memory``, ``memory_from``, ``guidance``); options left at None are
     dropped, so callers can pass their defaults through.
     """
     options = {k: v for k, v in options.items() if v is not None}
