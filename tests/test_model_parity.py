@@ -276,3 +276,39 @@ def test_absolute_token_positions_keep_cache_parity_and_change_the_output():
         assert (a - b).abs().max() > 1e-3
         with pytest.raises(ModelError, match="absolute positions for 2x2 tokens"):
             model(torch.randn(1, 4, 2, 8, 8), 0.5, text)
+
+
+def test_memory_clip_full_pass_equals_stream_with_a_memory_segment():
+    """A training clip [sink | memory frames | chunks] in one causal_window pass with
+    ``sink_frames`` = sink + memory computes what a render computes with those memory frames
+    in the cache's memory segment (compact positions): memory training (issue 5, item 6)
+    trains exactly the layout the memory modes render with."""
+    model = tiny_model(frames_per_chunk=2, local_window_frames=6, sink_frames=2, rope_positions="compact")
+    torch.manual_seed(11)
+    fpc, mem, chunks = 2, 2, 3
+    frames = 2 + mem + chunks * fpc
+    x0 = torch.randn(1, 4, frames, 4, 4)
+    noisy = 0.4 * x0 + 0.6 * torch.randn_like(x0)
+    text = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        # the memory frames' K/V: written after the sink, as a render records a prototype
+        scratch = model.new_cache()
+        scratch.set_prompt(model.encode_prompt(text))
+        model(x0[:, :, :2], 0.0, cache=scratch, write_cache=True)
+        model(x0[:, :, 2:4], 0.0, cache=scratch, write_cache=True)
+        cache = model.new_cache()
+        cache.set_prompt(model.encode_prompt(text))
+        model(x0[:, :, :2], 0.0, cache=cache, write_cache=True)
+        for layer in range(model.config.num_layers):
+            kv = [scratch.frame_kv(layer, f) for f in (2, 3)]
+            cache.set_memory(layer, torch.cat([k for k, _ in kv], 2), torch.cat([v for _, v in kv], 2), positions=[2, 3])
+        cache.seek(4)
+        for c in range(chunks):
+            s = 4 + c * fpc
+            v_stream = model(noisy[:, :, s : s + fpc], 0.6, cache=cache)
+            clip = torch.cat([x0[:, :, :s], noisy[:, :, s : s + fpc]], 2)
+            sig = torch.tensor([[0.0] * s + [0.6] * fpc])
+            v_full = model(clip, sig, text, mode="causal_window", sink_frames=2 + mem)[:, :, s:]
+            torch.testing.assert_close(v_stream, v_full, atol=ATOL, rtol=0)
+            model(x0[:, :, s : s + fpc], 0.0, cache=cache, write_cache=True)
+    assert cache.view_frames == 2 + mem + 4  # sink | memory | window (two chunks)

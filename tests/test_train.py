@@ -97,3 +97,69 @@ def test_guidance_is_an_export_setting(smoke_run, tmp_path):
     for k in before:
         torch.testing.assert_close(before[k], after[k], atol=0, rtol=0)
     assert json.loads((run / "train.json").read_text())["guidance_scale"] == 2.5
+
+
+def _fake_latents(root, shots):
+    """A latent shard folder with one story: ``shots`` = list of (chunks, entities, location);
+    every latent frame's value is its frame index, so a clip shows which frames it took."""
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    meta = []
+    for n, ents, loc in shots:
+        for i in range(n):
+            meta.append({"prompt": f"chunk {len(meta)}", "entities": list(ents), "location": loc, "cut": i == 0 and bool(meta), "switch": False})
+    f = 3
+    lat = torch.arange(len(meta) * f, dtype=torch.float16)[:, None, None, None].expand(len(meta) * f, 2, 2, 2).contiguous()
+    save_file({"story000000": lat}, str(root / "latents-00000.safetensors"), metadata={"chunks": json.dumps({"story000000": meta})})
+    (root / "index.json").write_text(json.dumps({"shards": ["latents-00000.safetensors"], "stories": 1, "latent_frames": f}))
+
+
+def test_memory_clip_takes_earlier_shots_that_show_the_same_entities(tmp_path):
+    """[shot sink | memory | chunks]: the sink is the first chunk of the trained chunks' shot,
+    the memory frames are first frames of chunks from earlier shots that show the same
+    entities (ann and the kitchen here, not bob in the park), in time order."""
+    import numpy as np
+
+    from longtake.train.data import LatentClips
+
+    # chunks 0-3: ann in the kitchen; 4-7: bob in the park; 8-12: ann in the kitchen again
+    _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
+    clips = LatentClips(tmp_path, latent_frames=3)
+    rng = np.random.default_rng(0)
+    sinks = set()
+    for _ in range(30):
+        x, prompts = clips.memory_clip(rng, 3, 3)
+        frames = x[0, :, 0, 0].long().tolist()  # the frame index each clip frame came from
+        assert len(frames) == 3 + 3 + 9 and len(prompts) == 5
+        s = frames[0] // 3
+        assert s in (4, 8) and frames[:3] == [3 * s, 3 * s + 1, 3 * s + 2]  # a shot's first chunk
+        sinks.add(s)
+        mem = frames[3:6]
+        assert all(m % 3 == 0 and m // 3 < s for m in mem) and mem == sorted(mem)  # first frames, earlier shots
+        if s == 8:  # ann in the kitchen again: her chunks 0-3, not bob's 4-7
+            assert all(m // 3 < 4 for m in mem)
+        j = frames[6] // 3
+        assert j > s and frames[6:] == list(range(3 * j, 3 * j + 9))
+        assert prompts[0] == f"chunk {s}" and prompts[1] == f"chunk {mem[0] // 3}" and prompts[2:] == [f"chunk {c}" for c in range(j, j + 3)]
+    assert sinks == {4, 8}
+    with pytest.raises(TrainError, match="multiple"):
+        clips.memory_clip(rng, 3, 2)
+
+
+def test_memory_batch_trains(tmp_path):
+    """A forcing step with memory clips runs and gives a finite loss with gradients in the DiT."""
+    import numpy as np
+
+    from longtake.model.tokenizer import Tokenizer
+    from longtake.train.data import LatentClips
+    from longtake.train.dit_stage import build_models, forcing_loss
+
+    _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
+    clips = LatentClips(tmp_path, latent_frames=3)
+    cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2]})
+    dit, text = build_models(cfg, Tokenizer.build(clips.prompts()), 2)
+    loss, value = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
+    loss.backward()
+    assert np.isfinite(value) and value > 0
+    assert dit.pos_embed.grad is not None and dit.pos_embed.grad.abs().sum() > 0

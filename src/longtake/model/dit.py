@@ -247,6 +247,7 @@ class CausalWanDiT(nn.Module):
         cache: KVCache | None = None,
         write_cache: bool = False,
         mode: Mode = "causal",
+        sink_frames: int | None = None,
     ) -> Tensor:
         """Predict the velocity v = eps - x0 for latents ``x`` at noise level ``sigma``
         (with ``config.prediction == "sample"`` the head predicts x0 and v is derived from it).
@@ -268,6 +269,10 @@ class CausalWanDiT(nn.Module):
                 "causal_window" also limits each chunk to sink + ``local_window_frames``
                 (the full-pass equivalent of a bounded cache); "bidirectional" full
                 attention (Wan; no cache).
+            sink_frames: leading frames every chunk of a "causal_window" pass sees, instead
+                of ``config.sink_frames``: a training clip [sink | memory frames | chunks]
+                passes sink + memory, the full-pass equivalent of a cache with a memory
+                segment (memory training, train/dit_stage.py).
         Returns:
             v: (B, C_out, F, H, W) in the model's dtype.
         """
@@ -327,7 +332,7 @@ class CausalWanDiT(nn.Module):
             positions = tuple(range(cache.view_frames)) if compact else tuple(cache.view_positions())
             prefix_rope = self.rope.at(positions, H // ph, W // pw, device=x.device)  # 2 x (Lp, Dh/2)
         if compact and cache is None and mode == "causal_window" and cfg.local_window_frames is not None:
-            limit = cfg.sink_frames + cfg.local_window_frames
+            limit = (cfg.sink_frames if sink_frames is None else sink_frames) + cfg.local_window_frames
             if frames > limit:
                 raise ModelError(
                     f"with compact RoPE positions a full causal_window pass covers at most sink + window = {limit} frames, "
@@ -343,7 +348,7 @@ class CausalWanDiT(nn.Module):
                     frames,
                     cfg.frames_per_chunk,
                     frame_offset=frame_offset,
-                    sink_frames=cfg.sink_frames if window else 0,
+                    sink_frames=(cfg.sink_frames if sink_frames is None else sink_frames) if window else 0,
                     local_window_frames=cfg.local_window_frames if window else None,
                 )  # (F, F)
                 mask = token_mask(vis, tpf, prefix_tokens=prefix_tokens, device=x.device)  # (L, Lp+L)

@@ -62,6 +62,11 @@ class TrainConfig:
     # video examples. Clips start with the story's first chunk, so without these the model
     # sees one text-only example per story and learns to ignore the text (session 3).
     solo_batch: int = 16
+    # memory in the loop (issue 5): clips [shot sink | memory frames | clip_chunks-1 chunks]
+    # whose memory frames come from earlier shots and show the same characters and places
+    # (LatentClips.memory_clip), as a memory mode renders after a cut. 0 = off.
+    memory_batch: int = 0
+    memory_frames: int = 3
     # probability that a training prompt is replaced by the empty one, so the model also
     # learns the unconditional prediction that classifier-free guidance needs
     text_dropout: float = 0.1
@@ -99,6 +104,8 @@ class TrainConfig:
         for name in ("forcing_steps", "rollout_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.memory_batch < 0 or self.memory_frames < 1:
+            problems.append(f"memory_batch must be >= 0 and memory_frames >= 1, got {self.memory_batch}, {self.memory_frames}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
         if self.guidance_chunks not in ("all", "shot_start"):

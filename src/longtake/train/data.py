@@ -196,6 +196,55 @@ class LatentClips:
             prompts.append(story.chunks[c]["prompt"])
         return torch.stack(out), prompts
 
+    def memory_clip(self, rng: np.random.Generator, chunks: int, memory_frames: int) -> tuple[torch.Tensor, list[str]]:
+        """One clip laid out as a render with memory attends: [shot sink | memory frames |
+        ``chunks`` consecutive chunks] -> latents (C, F + memory_frames + chunks * F, H, W)
+        and one prompt per group of F frames (the memory group gets its first frame's).
+
+        The consecutive chunks j.. lie inside one shot, after its first chunk s (the shot
+        sink a memory mode starts at a cut). The memory frames are the first latent frames
+        (the prototypes a render records) of ``memory_frames`` chunks before s, from earlier
+        shots, preferring chunks that show the entities (characters, location) of chunks j..,
+        so the model learns to copy what it cannot see in its window from memory.
+        """
+        f = self.latent_frames
+        if memory_frames % f:
+            raise TrainError(f"memory_frames ({memory_frames}) must be a multiple of the chunk's {f} latent frames")
+        for _ in range(1000):
+            story = self.stories[int(rng.integers(len(self.stories)))]
+            meta = story.chunks
+            starts = [c for c in range(len(meta)) if c == 0 or meta[c].get("cut")]
+            # (shot start s, first trained chunk j): j > s, j + chunks within the shot, >= memory_frames chunks before s
+            options = []
+            for i, s in enumerate(starts):
+                end = starts[i + 1] if i + 1 < len(starts) else len(meta)
+                if s >= memory_frames:
+                    options += [(s, j) for j in range(s + 1, end - chunks + 1)]
+            if options:
+                break
+        else:
+            raise TrainError("no story has a shot long enough after enough earlier chunks for a memory clip")
+        s, j = options[int(rng.integers(len(options)))]
+        wanted = set()
+        for c in range(j, j + chunks):
+            wanted |= set(meta[c].get("entities", ())) | {meta[c].get("location")}
+        earlier = np.arange(s)
+        overlap = np.array([len(wanted & (set(meta[c].get("entities", ())) | {meta[c].get("location")})) for c in earlier], dtype=float)
+        order = np.lexsort((rng.random(len(earlier)), -overlap))  # most overlap first, random ties
+        mem = sorted(int(c) for c in earlier[order[:memory_frames]])
+        parts = [story.latents[s * f : (s + 1) * f].float()]
+        parts += [story.latents[c * f : c * f + 1].float() for c in mem]
+        parts += [story.latents[c * f : (c + 1) * f].float() for c in range(j, j + chunks)]
+        lat = torch.cat(parts)  # (F + M + chunks*F, C, H, W)
+        groups = memory_frames // f
+        prompts = [meta[s]["prompt"], *[meta[mem[g * f]]["prompt"] for g in range(groups)], *[meta[c]["prompt"] for c in range(j, j + chunks)]]
+        return rearrange(lat, "f c h w -> c f h w"), prompts
+
+    def memory_batch(self, rng: np.random.Generator, batch: int, chunks: int, memory_frames: int) -> tuple[torch.Tensor, list[list[str]]]:
+        """(B, C, F + M + chunks * F, H, W) and B lists of prompts (:meth:`memory_clip`)."""
+        clips = [self.memory_clip(rng, chunks, memory_frames) for _ in range(batch)]
+        return torch.stack([c[0] for c in clips]), [c[1] for c in clips]
+
     def batch(self, rng: np.random.Generator, batch: int, clip_chunks: int) -> tuple[torch.Tensor, list[list[str]]]:
         """(B, C, clip_chunks * F, H, W) and B lists of prompts."""
         clips = [self.clip(rng, clip_chunks) for _ in range(batch)]

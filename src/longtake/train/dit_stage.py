@@ -128,6 +128,23 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         vs = dit(xst, ss, _encode_text(text, drop_prompts(ps, cfg.text_dropout, rng)), mode="causal_window")
         es_err = prediction_error(dit, xst, vs, ss, xs, es).mean(dim=(1, 3, 4))  # (S, F)
         total, count = total + es_err.sum(), count + es_err.numel()
+    if cfg.memory_batch > 0:
+        # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
+        xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
+        groups = 1 + cfg.memory_frames // f + (k - 1)
+        gs = sample_sigma(rng, (xm.shape[0], groups), cfg)
+        gclean = torch.from_numpy(rng.random((xm.shape[0], groups)) < cfg.clean_context)
+        gclean[:, : groups - (k - 1)] = True  # sink and memory groups
+        gclean[:, -1] = False
+        gs = torch.where(gclean, torch.zeros_like(gs), gs)
+        ms = repeat(gs, "b g -> b (g f)", f=f)  # (M, frames)
+        em = torch.randn(xm.shape, generator=gen)
+        xmt = (1 - ms[:, None, :, None, None]) * xm + ms[:, None, :, None, None] * em
+        embm = _encode_text(text, drop_prompts([p for ps in pm for p in ps], cfg.text_dropout, rng))
+        vm = dit(xmt, ms, rearrange(embm, "(b g) t d -> b g t d", g=groups), mode="causal_window", sink_frames=f + cfg.memory_frames)
+        em_err = prediction_error(dit, xmt, vm, ms, xm, em).mean(dim=(1, 3, 4))  # (M, frames)
+        wm = (ms > 0).float()
+        total, count = total + (em_err * wm).sum(), count + wm.sum()
     loss = total / count.clamp_min(1.0)
     return loss, float(loss.detach())
 

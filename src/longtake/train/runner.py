@@ -52,7 +52,10 @@ def _check_run(run: Path, cfg: TrainConfig) -> None:
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         new = cfg.to_dict()
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        defaults = TrainConfig().to_dict()
+        # a setting added to longtake after this run started, left at its default (which
+        # keeps the old behaviour), is not a change
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not (k not in old and new.get(k) == defaults.get(k)))
         if any(k not in EXPORT_ONLY for k in changed):
             raise TrainError(f"{run} holds a run with other settings (differs in: {', '.join(changed)}); use a new --out folder")
         if changed:
