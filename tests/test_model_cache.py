@@ -146,3 +146,34 @@ def test_model_errors_are_model_errors():
         model(x, 0.5, torch.randn(1, 2, 32), cache=model.new_cache(), mode="bidirectional")
     with pytest.raises(ModelError, match="divisible"):
         model(torch.randn(1, 4, 2, 5, 4), 0.5, torch.randn(1, 2, 32))
+
+
+def test_rotated_view_is_remembered_until_the_cache_changes():
+    """rotated_view rotates once and reuses the result while the cache holds the same
+    tensors and the key is equal; a write, a memory change or another key makes it again."""
+    cache = KVCache(1, sink_frames=1, window_frames=2)
+    calls = []
+
+    def rot(k):
+        calls.append(1)
+        return k * 2
+
+    assert cache.rotated_view(0, "a", rot) is None
+    k = torch.randn(1, 2, 3, 4)
+    cache.append(0, k, k.clone(), 1)
+    cache.commit(1)
+    first = cache.rotated_view(0, "a", rot)
+    again = cache.rotated_view(0, "a", rot)
+    assert len(calls) == 1 and again[0] is first[0]
+    torch.testing.assert_close(first[0], cache.view(0)[0] * 2)
+    cache.rotated_view(0, "b", rot)
+    assert len(calls) == 2
+    cache.append(0, torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), 1)
+    cache.commit(1)
+    after_write = cache.rotated_view(0, "b", rot)
+    assert len(calls) == 3 and after_write[0].shape[2] == 6
+    torch.testing.assert_close(after_write[0], cache.view(0)[0] * 2)
+    cache.set_memory(0, torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4))
+    with_memory = cache.rotated_view(0, "b", rot)
+    assert len(calls) == 4 and with_memory[0].shape[2] == 9
+    torch.testing.assert_close(with_memory[0], cache.view(0)[0] * 2)

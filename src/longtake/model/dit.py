@@ -327,10 +327,11 @@ class CausalWanDiT(nn.Module):
         compact = cfg.rope_positions == "compact"
         rope_offset = cache.view_frames if (compact and cache is not None) else frame_offset
         rope = self.rope(frames, H // ph, W // pw, frame_offset=rope_offset, device=x.device)  # 2 x (L, Dh/2)
-        prefix_rope = None
+        prefix_rope, rope_key = None, None
         if cache is not None and cache.view_frames:
             positions = tuple(range(cache.view_frames)) if compact else tuple(cache.view_positions())
             prefix_rope = self.rope.at(positions, H // ph, W // pw, device=x.device)  # 2 x (Lp, Dh/2)
+            rope_key = (positions, H // ph, W // pw)
         if compact and cache is None and mode == "causal_window" and cfg.local_window_frames is not None:
             limit = (cfg.sink_frames if sink_frames is None else sink_frames) + cfg.local_window_frames
             if frames > limit:
@@ -357,12 +358,13 @@ class CausalWanDiT(nn.Module):
         # head; only for one-chunk passes, where no token mask has to match the prefix width.
         sparse = cache is not None and cache.memory_selector is not None and mask is None
         for i, block in enumerate(self.blocks):
-            prefix = cache.view(i) if cache is not None else None
+            # the cached keys rotated to their positions, once per chunk (KVCache.rotated_view)
+            prefix = None if cache is None else cache.rotated_view(i, rope_key, lambda k: apply_rope(k, *prefix_rope)) if prefix_rope is not None else cache.view(i)
             select = functools.partial(cache.select_prefix, i) if sparse else None
             if self.gradient_checkpointing and torch.is_grad_enabled() and not write_cache:
-                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, select, use_reentrant=False)
+                h, kv = checkpoint(block, h, mod, rope, prompt.layers[i], prefix, mask, None, select, use_reentrant=False)
             else:
-                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask, prefix_rope, select)
+                h, kv = block(h, mod, rope, prompt.layers[i], prefix, mask, None, select)
             if write_cache:
                 cache.append(i, kv[0], kv[1], frames)
         if write_cache:

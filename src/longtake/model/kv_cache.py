@@ -34,6 +34,7 @@ The text cross-attention K/V of the current prompt (:class:`PromptKV`) rides alo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -123,6 +124,8 @@ class KVCache:
         self.sink_count = 0  # frames in the sink
         self.local_count = 0  # frames in the local window
         self.tokens_per_frame: int | None = None
+        # per layer: (the tensors it was made from, positions key, rotated (K, V)); see rotated_view
+        self._rotated: list[tuple[tuple[Tensor, ...], Any, KV] | None] = [None] * self.num_layers
 
     def seek(self, frame: int) -> None:
         """Set the absolute index of the next frame to write (re-caching after a prompt switch).
@@ -254,6 +257,28 @@ class KVCache:
             return parts[0]
         return torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)  # (B, Nh, L, Dh)
 
+    def rotated_view(self, layer: int, key: Any, rotate: Callable[[Tensor], Tensor]) -> KV | None:
+        """:meth:`view` with the keys passed through ``rotate`` (RoPE at the view's positions,
+        which ``key`` names), remembered until the cache changes.
+
+        A chunk's denoising passes and its cache-writing pass all read the same view, so the
+        concatenation and rotation are done once per chunk and layer instead of once per pass.
+        The memo holds the very tensors it was made from and is used only while the cache still
+        holds those same objects (every write replaces them: ``append`` concatenates, ``evict``
+        clones, ``set_memory`` and ``load_state_dict`` assign) and ``key`` is equal.
+        """
+        parts = [p for p in (self._sink[layer], self._memory[layer], self._local[layer]) if p is not None]
+        if not parts:
+            return None
+        src = tuple(t for p in parts for t in p)
+        memo = self._rotated[layer]
+        if memo is not None and memo[1] == key and len(memo[0]) == len(src) and all(a is b for a, b in zip(memo[0], src)):
+            return memo[2]
+        k, v = self.view(layer)  # type: ignore[misc]
+        out = (rotate(k), v)
+        self._rotated[layer] = (src, key, out)
+        return out
+
     def select_prefix(self, layer: int, q: Tensor, prefix: KV) -> KV:
         """``prefix`` (this layer's :meth:`view`, keys already rotated, (B, Nh, Lp, Dh)) with
         only the memory frames that ``memory_selector`` keeps for the queries ``q`` (B, Nh, L,
@@ -296,8 +321,7 @@ class KVCache:
     @property
     def num_tokens(self) -> int:
         """Tokens one layer attends to from the cache (sink + memory + local)."""
-        kv = self.view(0)
-        return 0 if kv is None else kv[0].shape[2]
+        return sum(p[0].shape[2] for p in (self._sink[0], self._memory[0], self._local[0]) if p is not None)
 
     @property
     def view_frames(self) -> int:
@@ -330,6 +354,7 @@ class KVCache:
         self._sink = [mv(kv) for kv in self._sink]
         self._local = [mv(kv) for kv in self._local]
         self._memory = [mv(kv) for kv in self._memory]
+        self._rotated = [None] * self.num_layers
         if self.prompt is not None:
             self.prompt = self.prompt.to(device, dtype)
         return self
