@@ -253,3 +253,16 @@ def test_guidance_on_shot_starts_only(parts):
     assert make_gen(parts, guidance_scale=3.0, guidance_chunks="shot_start").info().settings["guidance_chunks"] == "shot_start"
     with pytest.raises(GenerateError, match="guidance_chunks"):
         make_gen(parts, guidance_chunks="sometimes")
+
+
+def test_a_model_with_learned_positions_refuses_other_sizes_up_front(parts):
+    """A DiT with absolute token positions (the built-in preset) draws one frame size; a
+    timeline of another size is refused before anything is generated, with the size to use."""
+    _, vae, text = parts
+    torch.manual_seed(0)
+    dit = CausalWanDiT(get_preset("tiny").replace(abs_pos_tokens=(2, 2))).eval()  # 32x32 px: 4x4 latents, 2x2 tokens
+    gen = CausalGenerator(dit, vae, text)
+    assert sum(f.shape[0] for f in frames_of(gen, plan_for(gen), seed=0)) == plan_for(gen).num_frames
+    big = Story.model_validate({**STORY.model_dump(mode="json"), "size": {"width": 64, "height": 32}})
+    with pytest.raises(GenerateError, match=r"draws 32x32 frames only.*width: 32, height: 32"):
+        next(iter(gen.stream(plan_for(gen, big), seed=0)))

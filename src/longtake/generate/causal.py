@@ -342,6 +342,13 @@ class CausalGenerator:
                 f"video size {timeline.width}x{timeline.height} must be a multiple of {s * pw}x{s * ph} "
                 f"(VAE spatial factor {s} x DiT patch {pw}x{ph})"
             )
+        grid = self.dit.config.abs_pos_tokens
+        if grid is not None and (timeline.height // (s * ph), timeline.width // (s * pw)) != tuple(grid):
+            raise GenerateError(
+                f"video size {timeline.width}x{timeline.height}: generator '{self.name}' draws {grid[1] * s * pw}x{grid[0] * s * ph} "
+                f"frames only (its DiT has learned positions for {grid[1]}x{grid[0]} tokens); set the script's size to "
+                f"{{width: {grid[1] * s * pw}, height: {grid[0] * s * ph}}}"
+            )
 
     def _check_state(self, state: dict[str, Any], timeline: Timeline, seed: int, start_chunk: int) -> None:
         if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:

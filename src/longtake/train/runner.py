@@ -45,6 +45,8 @@ class TrainEvent:
 #: Settings that only go into model.json at export: a finished run may be exported again
 #: with other values (e.g. a guidance scale chosen after measuring) without retraining.
 EXPORT_ONLY = ("guidance_scale", "guidance_chunks")
+#: Settings that change how a run goes, not what it computes: a resume may change them.
+HOUSEKEEPING = ("threads", "checkpoint_seconds", "log_every")
 
 
 def _check_run(run: Path, cfg: TrainConfig) -> None:
@@ -56,7 +58,7 @@ def _check_run(run: Path, cfg: TrainConfig) -> None:
         # a setting added to longtake after this run started, left at its default (which
         # keeps the old behaviour), is not a change
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not (k not in old and new.get(k) == defaults.get(k)))
-        if any(k not in EXPORT_ONLY for k in changed):
+        if any(k not in EXPORT_ONLY + HOUSEKEEPING for k in changed):
             raise TrainError(f"{run} holds a run with other settings (differs in: {', '.join(changed)}); use a new --out folder")
         if changed:
             write_text_atomic(path, json.dumps(new, indent=1))
