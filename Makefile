@@ -30,7 +30,7 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/longtake validate $(EXAMPLE)
 	$(BIN)/longtake plan $(EXAMPLE) --shots
-	$(BIN)/longtake render $(EXAMPLE) --model storyworld -o $(OUT)/example.mp4
+	$(BIN)/longtake render $(EXAMPLE) -o $(OUT)/example.mp4
 
 test: install-dev
 	$(BIN)/python -m pytest -q
