@@ -12,10 +12,18 @@ Masks are boolean, True = may attend, built per frame then expanded to tokens.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+
+# Under bfloat16 autocast the q/k RMSNorm gets bf16 activations and float32 weights; PyTorch
+# then computes it on its unfused path (the one the built-in model was trained with) and warns
+# once per process that the fused kernel could not be used. The warning is about speed only and
+# reached users on every render, so it is silenced here, for this message only.
+warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight", category=UserWarning)
 
 
 class WanAttention(nn.Module):
