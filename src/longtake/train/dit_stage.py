@@ -101,50 +101,52 @@ def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list
     return [q if k else "" for q, k in zip(prompts, keep)]
 
 
-def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
-    """Diffusion-forcing loss of one batch of clips plus ``cfg.solo_batch`` single chunks
-    made from text alone -> (loss, loss value): the mean error over all noisy frames."""
-    x0, prompts = clips.batch(rng, batch, cfg.clip_chunks)  # (B, C, K*F, H, W)
-    b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
-    sig = sample_sigma(rng, (b, k), cfg)  # (B, K)
-    clean = torch.from_numpy(rng.random((b, k)) < cfg.clean_context)
-    clean[:, -1] = False
-    sig = torch.where(clean, torch.zeros_like(sig), sig)
-    sigma = repeat(sig, "b k -> b (k f)", f=f)  # (B, K*F)
+def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x0: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
+                 cfg: TrainConfig, rng, gen, **dit_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise ``x0`` (B, C, G*F, H, W) at one level per group of F frames (group_sigma (B, G),
+    0 = clean context), one prompt per group (some dropped, ``cfg.text_dropout``), one
+    causal_window pass -> (summed error of the noisy frames, their count)."""
+    g = group_sigma.shape[1]
+    sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
     eps = torch.randn(x0.shape, generator=gen)
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
-    emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*K, T, D)
-    v = dit(xt, sigma, rearrange(emb, "(b k) t d -> b k t d", k=k), mode="causal_window")
-    err = prediction_error(dit, xt, v, sigma, x0, eps).mean(dim=(1, 3, 4))  # (B, K*F)
+    emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*G, T, D)
+    v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
+    err = prediction_error(dit, xt, v, sigma, x0, eps).mean(dim=(1, 3, 4))  # (B, G*F)
     w = (sigma > 0).float()
-    total, count = (err * w).sum(), w.sum()
+    return (err * w).sum(), w.sum()
+
+
+def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean: int = 0) -> torch.Tensor:
+    """(B, G) noise levels: the last group noisy, the first ``always_clean`` clean, the others
+    clean with probability ``cfg.clean_context`` (as the KV cache holds them at inference)."""
+    sig = sample_sigma(rng, shape, cfg)
+    clean = torch.from_numpy(rng.random(shape) < cfg.clean_context)
+    clean[:, :always_clean] = True
+    clean[:, -1] = False
+    return torch.where(clean, torch.zeros_like(sig), sig)
+
+
+def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
+    """Diffusion-forcing loss of one batch of clips, plus ``cfg.solo_batch`` single chunks
+    made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss, loss
+    value): the mean error over all noisy frames."""
+    k, f = cfg.clip_chunks, clips.latent_frames
+    x0, prompts = clips.batch(rng, batch, k)  # (B, C, K*F, H, W)
+    total, count = _noisy_error(dit, text, x0, prompts, _context_sigmas(rng, (x0.shape[0], k), cfg), cfg, rng, gen)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        ss = repeat(sample_sigma(rng, (xs.shape[0],), cfg), "s -> s f", f=f)  # (S, F)
-        es = torch.randn(xs.shape, generator=gen)
-        xst = (1 - ss[:, None, :, None, None]) * xs + ss[:, None, :, None, None] * es
-        vs = dit(xst, ss, _encode_text(text, drop_prompts(ps, cfg.text_dropout, rng)), mode="causal_window")
-        es_err = prediction_error(dit, xst, vs, ss, xs, es).mean(dim=(1, 3, 4))  # (S, F)
-        total, count = total + es_err.sum(), count + es_err.numel()
+        t, c = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen)
+        total, count = total + t, count + c
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
-        groups = 1 + cfg.memory_frames // f + (k - 1)
-        gs = sample_sigma(rng, (xm.shape[0], groups), cfg)
-        gclean = torch.from_numpy(rng.random((xm.shape[0], groups)) < cfg.clean_context)
-        gclean[:, : groups - (k - 1)] = True  # sink and memory groups
-        gclean[:, -1] = False
-        gs = torch.where(gclean, torch.zeros_like(gs), gs)
-        ms = repeat(gs, "b g -> b (g f)", f=f)  # (M, frames)
-        em = torch.randn(xm.shape, generator=gen)
-        xmt = (1 - ms[:, None, :, None, None]) * xm + ms[:, None, :, None, None] * em
-        embm = _encode_text(text, drop_prompts([p for ps in pm for p in ps], cfg.text_dropout, rng))
-        vm = dit(xmt, ms, rearrange(embm, "(b g) t d -> b g t d", g=groups), mode="causal_window", sink_frames=f + cfg.memory_frames)
-        em_err = prediction_error(dit, xmt, vm, ms, xm, em).mean(dim=(1, 3, 4))  # (M, frames)
-        wm = (ms > 0).float()
-        total, count = total + (em_err * wm).sum(), count + wm.sum()
+        fixed = 1 + cfg.memory_frames // f
+        gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
+        t, c = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, sink_frames=f + cfg.memory_frames)
+        total, count = total + t, count + c
     loss = total / count.clamp_min(1.0)
     return loss, float(loss.detach())
 
