@@ -324,6 +324,7 @@ class CausalWanDiT(nn.Module):
         temb = rearrange(temb, "(b f) d -> b f d", b=B)  # (B, F, D)
         mod = rearrange(mod.float(), "(b f) (six d) -> b f six d", b=B, six=6)  # (B, F, 6, D)
 
+        sink = cfg.sink_frames if sink_frames is None else sink_frames
         compact = cfg.rope_positions == "compact"
         rope_offset = cache.view_frames if (compact and cache is not None) else frame_offset
         rope = self.rope(frames, H // ph, W // pw, frame_offset=rope_offset, device=x.device)  # 2 x (L, Dh/2)
@@ -333,7 +334,7 @@ class CausalWanDiT(nn.Module):
             prefix_rope = self.rope.at(positions, H // ph, W // pw, device=x.device)  # 2 x (Lp, Dh/2)
             rope_key = (positions, H // ph, W // pw)
         if compact and cache is None and mode == "causal_window" and cfg.local_window_frames is not None:
-            limit = (cfg.sink_frames if sink_frames is None else sink_frames) + cfg.local_window_frames
+            limit = sink + cfg.local_window_frames
             if frames > limit:
                 raise ModelError(
                     f"with compact RoPE positions a full causal_window pass covers at most sink + window = {limit} frames, "
@@ -349,7 +350,7 @@ class CausalWanDiT(nn.Module):
                     frames,
                     cfg.frames_per_chunk,
                     frame_offset=frame_offset,
-                    sink_frames=(cfg.sink_frames if sink_frames is None else sink_frames) if window else 0,
+                    sink_frames=sink if window else 0,
                     local_window_frames=cfg.local_window_frames if window else None,
                 )  # (F, F)
                 mask = token_mask(vis, tpf, prefix_tokens=prefix_tokens, device=x.device)  # (L, Lp+L)

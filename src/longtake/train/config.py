@@ -108,8 +108,10 @@ class TrainConfig:
             problems.append(f"memory_batch must be >= 0 and memory_frames >= 1, got {self.memory_batch}, {self.memory_frames}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
-        if self.guidance_chunks not in ("all", "shot_start"):
-            problems.append(f"guidance_chunks must be 'all' or 'shot_start', got {self.guidance_chunks!r}")
+        from longtake.generate.causal import GUIDANCE_CHUNKS
+
+        if self.guidance_chunks not in GUIDANCE_CHUNKS:
+            problems.append(f"guidance_chunks must be one of {GUIDANCE_CHUNKS}, got {self.guidance_chunks!r}")
         if not 0.0 <= self.text_dropout < 1.0:
             problems.append(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if not 0.0 <= self.clean_context <= 1.0:

@@ -225,11 +225,13 @@ class LatentClips:
         else:
             raise TrainError("no story has a shot long enough after enough earlier chunks for a memory clip")
         s, j = options[int(rng.integers(len(options)))]
-        wanted = set()
-        for c in range(j, j + chunks):
-            wanted |= set(meta[c].get("entities", ())) | {meta[c].get("location")}
+
+        def shows(c: int) -> set:
+            return set(meta[c].get("entities", ())) | {meta[c].get("location")}
+
+        wanted = set().union(*(shows(c) for c in range(j, j + chunks)))
         earlier = np.arange(s)
-        overlap = np.array([len(wanted & (set(meta[c].get("entities", ())) | {meta[c].get("location")})) for c in earlier], dtype=float)
+        overlap = np.array([len(wanted & shows(int(c))) for c in earlier], dtype=float)
         order = np.lexsort((rng.random(len(earlier)), -overlap))  # most overlap first, random ties
         mem = sorted(int(c) for c in earlier[order[:memory_frames]])
         parts = [story.latents[s * f : (s + 1) * f].float()]
