@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", type=float, default=0.0, help="also render one held-out story this long (s) for minute 1 vs 9")
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    ap.add_argument("--shift", type=float, default=None, help="flow shift of the schedule (default: the model's sigmas)")
     ap.add_argument("--sampler", default=None, help="few_step, euler or heun (default: the model's)")
     ap.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
     ap.add_argument("--guidance", type=float, default=None, help="guidance scale on shot starts (default: the model's)")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from longtake.world.sampler import sample_story
 
     probes = StoryWorldProbes.load()
-    gen = builtin_generator(args.weights, steps=args.steps, sampler=args.sampler, precision=args.precision, guidance=args.guidance)
+    gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision, guidance=args.guidance)
     from longtake.world.parse import parse_appearance
 
     results = []

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from longtake.cli import app
 from longtake.generate import CausalGenerator, GenerateError, builtin_generator
+from longtake.sample.schedules import flow_shift
 from longtake.render_state import load_state, save_state
 from longtake.model import CausalWanDiT, ModelError, get_preset
 from longtake.model import builtin as builtin_mod
@@ -173,8 +174,20 @@ def test_registry_default_is_builtin_and_plans_with_its_chunks(folder):
 def test_builtin_generator_overrides(folder):
     gen = builtin_generator(folder, sampler="euler", steps=3)
     assert gen.sampler == "euler" and len(gen.sigmas) == 4
+    # euler takes evenly spaced sigmas, shifted by 5 unless told otherwise
+    assert torch.allclose(gen.sigmas, flow_shift(torch.tensor([1.0, 2 / 3, 1 / 3, 0.0]), 5.0))
+    gen = builtin_generator(folder, sampler="euler", steps=4, shift=1.0)
+    assert torch.allclose(gen.sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    # few_step keeps Self-Forcing's timesteps (never ends on a level below the last one)
+    gen = builtin_generator(folder, sampler="few_step", steps=4, shift=1.0)
+    assert torch.allclose(gen.sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    # shift alone keeps the stored number of steps
+    stored = builtin_generator(folder)
+    assert len(builtin_generator(folder, shift=2.0).sigmas) == len(stored.sigmas)
     with pytest.raises(GenerateError, match="steps"):
         builtin_generator(folder, steps=0)
+    with pytest.raises(GenerateError, match="shift"):
+        builtin_generator(folder, shift=0.0)
 
 
 def test_pipeline_from_pretrained_builtin(folder, tmp_path):

@@ -89,3 +89,15 @@ def test_render_creates_the_output_folder(tmp_path):
     story = small_story()
     res = render_story(story, plan(story), Gradient(), tmp_path / "new" / "dir" / "v.mp4")
     assert res.video.exists()
+
+
+def test_render_threads_default_follows_the_cores(monkeypatch):
+    from longtake import pipeline
+
+    assert pipeline.render_threads(3) == 3
+    with pytest.raises(pipeline.RenderError, match="threads"):
+        pipeline.render_threads(0)
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert pipeline.render_threads() == 1  # measured faster than 2 on the 2-core machine
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert pipeline.render_threads() is None  # unmeasured: torch's default

@@ -165,3 +165,21 @@ def test_memory_batch_trains(tmp_path):
     loss.backward()
     assert np.isfinite(value) and value > 0
     assert dit.pos_embed.grad is not None and dit.pos_embed.grad.abs().sum() > 0
+
+
+def test_euler_sampler_sets_the_schedule_rollouts_and_export(tmp_path):
+    """sampler="euler": inference sigmas evenly spaced (shifted), the rollout phase samples with
+    Euler, and the exported model.json says euler with those sigmas."""
+    from longtake.sample.schedules import linear_sigmas
+    from longtake.train.dit_stage import inference_sigmas
+
+    cfg = get_train_preset("smoke").replace(sampler="euler", sample_steps=3, sample_shift=1.0)
+    assert torch.allclose(inference_sigmas(cfg), linear_sigmas(3))
+    with pytest.raises(TrainError, match="sampler"):
+        cfg.replace(sampler="ddim")
+    with pytest.raises(TrainError, match="shift"):
+        cfg.replace(sample_shift=0.0)
+    model = train(tmp_path / "run", cfg)
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["sampler"] == "euler"
+    assert meta["sigmas"] == pytest.approx(linear_sigmas(3).tolist())

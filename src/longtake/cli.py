@@ -142,6 +142,7 @@ def render(
     precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32), float32, bfloat16.")] = None,
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale of a learned model on the chunks that start a shot (default: the model's; 1.0 = off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: 1 on a machine with 2 cores or fewer, where it is faster than 2; else torch's default).")] = None,
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished render in <output>.partial/ (starts afresh if there is none).")] = False,
@@ -151,10 +152,11 @@ def render(
     format: FormatOpt = None,
 ) -> None:
     """Render a story to an mp4, chunk by chunk, with a progress bar."""
-    from longtake.pipeline import load_generator, plan_for, render_story
+    from longtake.pipeline import load_generator, plan_for, render_story, set_render_threads
     from longtake.script import load_story
 
     story = load_story(story_path, format=format)
+    set_render_threads(threads)
     generator = load_generator(model, story=story, weights=weights, device=device, precision=precision, memory=memory, memory_from=memory_from,
                                guidance=guidance)
     mem = generator.info().settings.get("memory")

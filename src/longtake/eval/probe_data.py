@@ -283,18 +283,22 @@ _LIGHTS = torch.tensor([LIGHT[k] for k in LOCATION_IDS])  # (9, 3) RGB factors o
 
 def relight(x: torch.Tensor, masks: torch.Tensor, locations: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Characters lit as if in another location. x (N, 3, H, W) in [0, 1], masks (N, H, W)
-    bool character pixels, locations (N,) location indices -> (N, 3, H, W).
+    character pixels (bool, or float in [0, 1] for resampled crops), locations (N,) location
+    indices -> (N, 3, H, W).
 
     StoryWorld multiplies a character's colours by its location's light (dim blue at night,
     green in the forest); dividing by it and multiplying by another location's light gives the
     same character elsewhere, so identity and colour probes learn to see through lighting.
-    Each frame is relit with probability ``p``.
+    Each image is relit with probability ``p``; two calls from equal generator states draw
+    the same lights for the same N (a figure crop and its head crop match).
     """
     n = x.shape[0]
     change = torch.rand(n, generator=gen) < p
     new = torch.randint(0, len(LOCATION_IDS), (n,), generator=gen)
     ratio = torch.where(change[:, None], _LIGHTS[new] / _LIGHTS[locations], torch.ones(n, 3))  # (N, 3)
-    return torch.where(masks[:, None], x * ratio[:, :, None, None], x).clamp(0, 1)
+    if masks.dtype == torch.bool:
+        return torch.where(masks[:, None], x * ratio[:, :, None, None], x).clamp(0, 1)
+    return (x * (1 + masks[:, None] * (ratio - 1)[:, :, None, None])).clamp(0, 1)  # soft mask edges of a crop
 
 
 #: RGB -> (Y, Cb, Cr) of BT.601 (the matrix x264 uses for 128x128 video by default).

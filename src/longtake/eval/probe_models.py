@@ -146,28 +146,36 @@ class CropConfig:
     embed_dim: int = 64
     pad: float = 1.15
     heads: dict[str, int] = field(default_factory=dict)
+    layout_hw: tuple[int, int] = (4, 2)
+    coords: bool = False
+    torso_hw: tuple[int, int] | None = None
+    torso_span: tuple[float, float, float] = (0.12, 0.72, 0.5)
+    torso_widths: tuple[int, int, int] = (24, 32, 64)
+    torso_layout_hw: tuple[int, int] = (2, 2)
 
 
 def _resample(images: torch.Tensor, frame_index: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor, side_w: torch.Tensor,
               side_h: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear crops of ``side_w x side_h`` pixels centred on (cx, cy) -> (M, 3, *out_hw); 0 outside."""
+    """Bilinear crops of ``side_w x side_h`` pixels centred on (cx, cy) -> (M, C, *out_hw); 0 outside."""
     H, W = images.shape[-2:]
     theta = torch.zeros(cx.shape[0], 2, 3)
     theta[:, 0, 0] = side_w / W
     theta[:, 0, 2] = 2 * cx / W - 1
     theta[:, 1, 1] = side_h / H
     theta[:, 1, 2] = 2 * cy / H - 1
-    grid = Fn.affine_grid(theta, [cx.shape[0], 3, *out_hw], align_corners=False)  # (M, oh, ow, 2)
+    grid = Fn.affine_grid(theta, [cx.shape[0], images.shape[1], *out_hw], align_corners=False)  # (M, oh, ow, 2)
     return Fn.grid_sample(images[frame_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor, cfg: CropConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two crops of every box: figure (M, 3, *crop_hw) and head (M, 3, *head_hw).
+def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor, cfg: CropConfig) -> tuple[torch.Tensor, ...]:
+    """The crops of every box: figure (M, C, *crop_hw), head (M, C, *head_hw) and, when
+    ``cfg.torso_hw`` is set, torso (M, C, *torso_hw).
 
-    images (N, 3, H, W) float, frame_index (M,) long, boxes (M, 4) float x0,y0,x1,y1 pixels.
+    images (N, C, H, W) float, frame_index (M,) long, boxes (M, 4) float x0,y0,x1,y1 pixels.
     The figure crop is centred on the box, ``pad`` times its larger extent (height, or width
     scaled to the crop aspect), so a figure keeps its proportions. The head crop is a square
-    of side ``head_frac`` x box height at the top centre of the box.
+    of side ``head_frac`` x box height at the top centre of the box. The torso crop spans
+    ``torso_span`` = (top, bottom, width) fractions of the box height, centred on the box.
     """
     ch, cw = cfg.crop_hw
     boxes = boxes.float()
@@ -177,13 +185,38 @@ def crop_boxes(images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Ten
     body = _resample(images, frame_index, cx, cy, side_h * cw / ch, side_h, cfg.crop_hw)
     s = bh * cfg.head_frac
     head = _resample(images, frame_index, cx, boxes[:, 1] + 0.45 * s, s, s, cfg.head_hw)
-    return body, head
+    if cfg.torso_hw is None:
+        return body, head
+    t0, t1, tw = cfg.torso_span
+    torso = _resample(images, frame_index, cx, boxes[:, 1] + bh * (t0 + t1) / 2, bh * tw, bh * (t1 - t0), tuple(cfg.torso_hw))
+    return body, head, torso
+
+
+def crop_scales(cfg: CropConfig, box_h: float = 52.0) -> tuple[float, ...]:
+    """Crop pixels per frame pixel of each crop of :func:`crop_boxes` for a typical box
+    (a 52-px-tall figure at 128x128), for the blur of ``augment``."""
+    out = [cfg.crop_hw[0] / (box_h * cfg.pad), cfg.head_hw[0] / (box_h * cfg.head_frac)]
+    if cfg.torso_hw is not None:
+        out.append(cfg.torso_hw[0] / (box_h * (cfg.torso_span[1] - cfg.torso_span[0])))
+    return tuple(out)
 
 
 def _pool(f: torch.Tensor) -> torch.Tensor:
     """(M, C, h, w) -> (M, 2C): mean and max; the max keeps a 2-px badge or bun from being
     averaged away."""
     return torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1)
+
+
+def _with_coords(x: torch.Tensor) -> torch.Tensor:
+    """(M, 3, h, w) -> (M, 5, h, w): the image and its pixel coordinates (CoordConv, Liu et al.
+    2018), from 0 to 1 (the trunk subtracts 0.5). Crops are centred on and scaled to the box,
+    so a position in the crop is a fraction of the figure's height: the 1-2 pixels by which a
+    man's shoulders are wider than a woman's become a position the filters can read."""
+    m, _, h, w = x.shape
+    ys = torch.linspace(0, 1, h, dtype=x.dtype, device=x.device)[:, None].expand(h, w)
+    xs = torch.linspace(0, 1, w, dtype=x.dtype, device=x.device)[None, :].expand(h, w)
+    grid = torch.stack([xs, ys])[None].expand(m, 2, h, w)  # (M, 2, h, w)
+    return torch.cat([x, grid], 1).contiguous(memory_format=torch.channels_last)
 
 
 class CropNet(nn.Module):
@@ -195,24 +228,40 @@ class CropNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         w1, w2, w3, w4 = cfg.widths
-        self.trunk = nn.Sequential(conv_bn(3, w1), conv_bn(w1, w2, 2), conv_bn(w2, w2), conv_bn(w2, w3, 2), conv_bn(w3, w3),
+        cin = 5 if cfg.coords else 3
+        self.trunk = nn.Sequential(conv_bn(cin, w1), conv_bn(w1, w2, 2), conv_bn(w2, w2), conv_bn(w2, w3, 2), conv_bn(w3, w3),
                                    conv_bn(w3, w4, 2), conv_bn(w4, w4))
         h1, h2, h3 = cfg.head_widths
-        self.head_trunk = nn.Sequential(conv_bn(3, h1), conv_bn(h1, h2, 2), conv_bn(h2, h2), conv_bn(h2, h3, 2), conv_bn(h3, h3))
-        self.layout = nn.AdaptiveAvgPool2d((4, 2))
-        dim = w4 * 8 + 2 * w4 + 2 * h3
+        self.head_trunk = nn.Sequential(conv_bn(cin, h1), conv_bn(h1, h2, 2), conv_bn(h2, h2), conv_bn(h2, h3, 2), conv_bn(h3, h3))
+        self.layout = nn.AdaptiveAvgPool2d(cfg.layout_hw)
+        dim = w4 * cfg.layout_hw[0] * cfg.layout_hw[1] + 2 * w4 + 2 * h3
+        if cfg.torso_hw is not None:
+            # the torso magnified: shoulder and hip widths (body), collar, hem and buttons
+            # (garment) and 1-px dots and stripes (pattern) are a few pixels in the figure crop
+            t1, t2, t3 = cfg.torso_widths
+            self.torso_trunk = nn.Sequential(conv_bn(cin, t1), conv_bn(t1, t2, 2), conv_bn(t2, t2), conv_bn(t2, t3, 2), conv_bn(t3, t3))
+            self.torso_layout = nn.AdaptiveAvgPool2d(cfg.torso_layout_hw)
+            dim += 2 * t3 + t3 * cfg.torso_layout_hw[0] * cfg.torso_layout_hw[1]
         self.norm = nn.LayerNorm(dim)
         # linear heads straight on the pooled features learn small cues (a bun, glasses) in
         # far fewer steps than heads behind a hidden layer; the embedding gets one
         self.heads = nn.ModuleDict({name: nn.Linear(dim, n) for name, n in cfg.heads.items()})
         self.embed = nn.Sequential(nn.Linear(dim, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, cfg.embed_dim))
 
-    def forward(self, body: torch.Tensor, head: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, body: torch.Tensor, head: torch.Tensor, torso: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if self.cfg.coords:
+            body, head = _with_coords(body), _with_coords(head)
         f = self.trunk(body - 0.5)  # (M, w4, ch/8, cw/8)
         g = self.head_trunk(head - 0.5)  # (M, h3, hh/4, hw/4)
         # a coarse layout of the figure keeps left/right (badge side, watch) and top/bottom
-        lay = rearrange(self.layout(f), "m c h w -> m (c h w)")  # (M, w4*8)
-        z = self.norm(torch.cat([lay, _pool(f), _pool(g)], 1))  # (M, dim)
+        lay = rearrange(self.layout(f), "m c h w -> m (c h w)")  # (M, w4*lh*lw)
+        parts = [lay, _pool(f), _pool(g)]
+        if self.cfg.torso_hw is not None:
+            if torso is None:
+                raise ValueError("this CropNet reads a torso crop: pass the three crops of crop_boxes")
+            t = self.torso_trunk((_with_coords(torso) if self.cfg.coords else torso) - 0.5)  # (M, t3, th/4, tw/4)
+            parts += [_pool(t), rearrange(self.torso_layout(t), "m c h w -> m (c h w)")]
+        z = self.norm(torch.cat(parts, 1))  # (M, dim)
         out = {name: layer(z) for name, layer in self.heads.items()}
         out["embedding"] = Fn.normalize(self.embed(z), dim=-1)
         return out

@@ -179,8 +179,8 @@ class StoryWorldProbes:
             heads = {n: torch.zeros(0, k) for n, k in self.crop.cfg.heads.items()}
             dim = self.crop.cfg.embed_dim + sum(len(v) for v in HIDDEN.values())
             return heads | {"embedding": torch.zeros(0, self.crop.cfg.embed_dim), "identity": torch.zeros(0, dim)}
-        body, head = crop_boxes(x, index, boxes, self.crop.cfg)  # (M, 3, ch, cw), (M, 3, hh, hw)
-        outs = [self.crop(body[i : i + 4 * BATCH], head[i : i + 4 * BATCH]) for i in range(0, body.shape[0], 4 * BATCH)]
+        crops = crop_boxes(x, index, boxes, self.crop.cfg)  # figure (M, 3, ch, cw), head (M, 3, hh, hw)[, torso]
+        outs = [self.crop(*(c[i : i + 4 * BATCH] for c in crops)) for i in range(0, crops[0].shape[0], 4 * BATCH)]
         out = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
         out["identity"] = self._identity_embedding(out)
         return out

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ from einops import reduce
 
 from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data, relight)
 from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
-                                        box_iou, crop_boxes, decode_boxes)
+                                        box_iou, crop_boxes, crop_scales, decode_boxes)
 from longtake.eval.probes import StoryWorldProbes
+from longtake.generate.causal import resolve_autocast
 from longtake.model.tokenizer import Tokenizer
 
 log = logging.getLogger("longtake.eval.train_probes")
@@ -49,6 +51,17 @@ def _optimise(opt, sched, losses: dict, tag: str, step: int, steps: int, t0: flo
     sched.step()
     if step % 200 == 0 or step == steps - 1:
         log.info("%s %d/%d %.0fs %s", tag, step, steps, time.time() - t0, " ".join(f"{k}={float(v.detach()):.3f}" for k, v in losses.items()))
+
+def _autocast(enabled: bool) -> torch.autocast:
+    """bfloat16 autocast for a training forward pass (weights, optimiser and losses stay
+    float32): on CPUs with AVX512-BF16 the crop net's training step is about 1.4x faster,
+    the scene net's 1.6x."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def _float(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() for k, v in out.items()}
+
 
 def _frames(data: ProbeData, idx: np.ndarray) -> torch.Tensor:
     """(B, 3, H, W) float in [0, 1] of frames ``idx``."""
@@ -96,9 +109,10 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pos_loss + neg_loss) / pos.sum().clamp_min(1)
 
 
-def train_scene(datas: list[ProbeData], *, steps: int, batch: int, lr: float, gen: torch.Generator) -> SceneNet:
-    """Location, person mask and CenterNet losses on the frames of all ``datas``."""
-    net = SceneNet(SceneConfig())
+def train_scene(datas: list[ProbeData], *, steps: int, batch: int, lr: float, gen: torch.Generator, amp: bool = False) -> SceneNet:
+    """Location, person mask and CenterNet losses on the frames of all ``datas``; ``amp``:
+    bfloat16 autocast for the forward pass."""
+    net = SceneNet(SceneConfig()).to(memory_format=torch.channels_last)
     parts = [scene_targets(d, net.cfg.stride) for d in datas]
     tg = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     frames = np.concatenate([d.frames for d in datas]) if len(datas) > 1 else datas[0].frames
@@ -110,7 +124,8 @@ def train_scene(datas: list[ProbeData], *, steps: int, batch: int, lr: float, ge
     for step in range(steps):
         idx = torch.randint(0, frames.shape[0], (batch,), generator=gen).numpy()
         x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
-        out = net(augment(x, gen))
+        with _autocast(amp):
+            out = _float(net(augment(x, gen).contiguous(memory_format=torch.channels_last)))
         reg = tg["reg"][idx]
         losses = {
             "loc": Fn.cross_entropy(out["location"], locs[idx]),
@@ -147,13 +162,15 @@ def jitter_boxes(boxes: torch.Tensor, gen: torch.Generator, amount: float = 1.0)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
 
 
-def _heads_loss(out: dict[str, torch.Tensor], table: dict[str, tuple[str, ...]], labels: torch.Tensor) -> torch.Tensor:
-    """Sum of the cross-entropies of the heads in ``table``; labels (M, len(table)), -1 ignored
-    (a head with no label in the batch, e.g. hat colour without hats, adds nothing)."""
+def _heads_loss(out: dict[str, torch.Tensor], table: dict[str, tuple[str, ...]], labels: torch.Tensor,
+                weights: dict[str, float] | None = None) -> torch.Tensor:
+    """Sum of the cross-entropies of the heads in ``table`` (times ``weights[name]``, default 1);
+    labels (M, len(table)), -1 ignored (a head with no label in the batch, e.g. hat colour
+    without hats, adds nothing)."""
     total = labels.new_zeros((), dtype=torch.float32)
     for j, name in enumerate(table):
         if (labels[:, j] >= 0).any():
-            total = total + Fn.cross_entropy(out[name], labels[:, j], ignore_index=-1)
+            total = total + (weights or {}).get(name, 1.0) * Fn.cross_entropy(out[name], labels[:, j], ignore_index=-1)
     return total
 
 
@@ -182,25 +199,26 @@ def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float) -> np.nda
 
 
 def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: int, lr: float, gen: torch.Generator,
-               det_xyxy: np.ndarray | None = None, min_area: int = 100) -> CropNet:
+               det_xyxy: np.ndarray | None = None, min_area: int = 100, amp: bool = False,
+               attr_weights: dict[str, float] | None = None, cfg: dict | None = None, relight_p: float = 0.5,
+               callback: Callable[[int, CropNet], None] | None = None) -> CropNet:
     """Batches of ``stories_per_batch`` (story, character) twin pairs, two views each (the
     positives and hard negatives of the contrastive loss), plus ``singles`` boxes of other
     characters: more distinct looks per batch for the attribute heads, and easy negatives.
     Half of the boxes are the detector's (``det_xyxy``, where it found the character), the
     others jittered ground truth; half of the frames are relit as another location."""
-    net = CropNet(CropConfig(heads=crop_heads())).to(memory_format=torch.channels_last)  # faster convolutions on CPU
+    net = CropNet(CropConfig(heads=crop_heads(), **(cfg or {}))).to(memory_format=torch.channels_last)  # faster convolutions on CPU
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = _schedule(opt, steps, lr)
-    by_ident: dict[int, np.ndarray] = {}
     ok = data.box_area >= min_area
-    for i in range(len(data.ident_char)):
-        by_ident[i] = np.flatnonzero(ok & (data.box_ident == i))
+    usable = np.flatnonzero(ok)
+    order = usable[np.argsort(data.box_ident[usable], kind="stable")]
+    by_ident = dict(enumerate(np.split(order, np.searchsorted(data.box_ident[order], np.arange(1, len(data.ident_char))))))
     twins: dict[tuple[int, str], list[int]] = {}
     for i, (s, c) in enumerate(zip(data.ident_story, data.ident_char)):
         if by_ident[i].size >= 2:
             twins.setdefault((int(s), c), []).append(i)
     groups = [g for g in twins.values() if len(g) >= 2]
-    usable = np.flatnonzero(ok)
     attr = torch.from_numpy(data.ident_attr)
     hid = torch.from_numpy(data.ident_hidden)
     pose = torch.from_numpy(data.box_pose)
@@ -221,16 +239,26 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: 
             det = torch.from_numpy(det_xyxy[b])
             use = torch.isfinite(det[:, 0]) & (torch.rand(b.size, generator=gen) < 0.5)
             boxes[use] = det[use]
-        lit = relight(_frames(data, frames), torch.from_numpy(data.masks[frames]), torch.from_numpy(data.locations[frames]), gen)
-        body, head = crop_boxes(lit, torch.from_numpy(inv), boxes, net.cfg)
-        twin_gen = torch.Generator().set_state(gen.get_state())
-        cl = torch.channels_last
-        out = net(augment(body, gen).contiguous(memory_format=cl), augment(head, twin_gen, scale=1.5).contiguous(memory_format=cl))
+        # crop first, then relight the crops with their resampled person masks (a fraction of
+        # the pixels of the whole frames); equal generator states give a box's crops the same
+        # light and degradation
+        index = torch.from_numpy(inv)
+        crops = crop_boxes(_frames(data, frames), index, boxes, net.cfg)
+        masks = crop_boxes(torch.from_numpy(data.masks[frames])[:, None].float(), index, boxes, net.cfg)
+        locs = torch.from_numpy(data.locations[data.box_frame[b]])
+        seeds = torch.randint(0, 2**62, (2,), generator=gen).tolist()
+        same = lambda k: torch.Generator().manual_seed(seeds[k])  # noqa: E731
+        lit = [relight(c, m[:, 0], locs, same(0), relight_p) for c, m in zip(crops, masks)]
+        aug = [augment(c, same(1), scale=k).contiguous(memory_format=torch.channels_last) for c, k in zip(lit, crop_scales(net.cfg))]
+        with _autocast(amp):
+            out = _float(net(*aug))
         ident = torch.from_numpy(data.box_ident[b])
-        losses = {"attr": _heads_loss(out, ATTRIBUTES, attr[ident]), "hidden": 0.5 * _heads_loss(out, HIDDEN, hid[ident]),
+        losses = {"attr": _heads_loss(out, ATTRIBUTES, attr[ident], attr_weights), "hidden": 0.5 * _heads_loss(out, HIDDEN, hid[ident]),
                   "pose": 0.3 * Fn.cross_entropy(out["pose"], pose[b]),
                   "supcon": supcon_loss(out["embedding"], ident)}
         _optimise(opt, sched, losses, "crop", step, steps, t0)
+        if callback is not None:
+            callback(step, net)
     return net.eval()
 
 
@@ -317,9 +345,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--align-steps", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                    help="bfloat16 autocast in training; auto: where the CPU computes bf16 natively")
+    ap.add_argument("--torso", type=int, nargs=2, metavar=("H", "W"), default=None,
+                    help="add a magnified torso crop of H x W to the crop net (body shape, collar, pattern)")
+    ap.add_argument("--coords", action="store_true", help="crop net reads pixel coordinates too (CoordConv)")
+    ap.add_argument("--attr-weight", action="append", default=[], metavar="NAME=W",
+                    help="loss weight of one captioned attribute (default 1), e.g. body=2; repeatable")
+    ap.add_argument("--watch", type=int, default=0, metavar="N",
+                    help="log held-out attribute accuracy (ground-truth boxes, 30 stories disjoint from the report's) every N crop steps")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--eval-only", action="store_true", help="only score the probes already in --out (rewrites metrics.json)")
     args = ap.parse_args(argv)
+    try:
+        attr_weights = _attr_weights(args.attr_weight)
+    except ValueError as e:
+        ap.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -338,12 +379,16 @@ def main(argv: list[str] | None = None) -> None:
     log.info("train data: %d + %d frames, %d boxes, %d identities, %d clips, %.0fs", data.frames.shape[0], clips.frames.shape[0],
              data.box_frame.size, len(data.ident_char), len(clips.clip_prompt), time.time() - t0)
     t = time.time()
-    scene = train_scene([data, clips], steps=args.scene_steps, batch=32, lr=3e-3, gen=gen)
+    amp = resolve_autocast(args.precision, "cpu") is not None
+    scene = train_scene([data, clips], steps=args.scene_steps, batch=32, lr=3e-3, gen=gen, amp=amp)
     t_scene = time.time() - t
     t = time.time()
     det = detector_boxes(scene, data, THRESHOLD)
     log.info("detector found %.1f%% of the training boxes", 100 * np.isfinite(det[:, 0]).mean())
-    crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det)
+    crop_cfg = {"coords": args.coords} | ({"torso_hw": tuple(args.torso)} if args.torso else {})
+    crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det,
+                      amp=amp, attr_weights=attr_weights, cfg=crop_cfg,
+                      callback=_watcher(args.watch, args.crop_steps) if args.watch else None)
     t_crop = time.time() - t
     t = time.time()
     probes = StoryWorldProbes(scene, crop, threshold=THRESHOLD)
@@ -365,6 +410,49 @@ def main(argv: list[str] | None = None) -> None:
     del data, clips
     if not args.skip_eval:
         _evaluate(probes, Path(args.out), args.heldout_stories, round(wall, 1))
+
+
+def _attr_weights(items: list[str]) -> dict[str, float]:
+    """``["body=2", ...]`` -> {"body": 2.0}; ValueError for an unknown attribute or a bad number."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = -1.0
+        if name not in ATTRIBUTES or w < 0:
+            raise ValueError(f"--attr-weight {item!r}: expected NAME=W with NAME one of {', '.join(ATTRIBUTES)} and W >= 0")
+        out[name] = w
+    return out
+
+
+def _watcher(every: int, steps: int) -> Callable[[int, CropNet], None]:
+    """A train_crop callback logging the held-out attribute accuracy on ground-truth boxes
+    (clean frames of held-out seeds 500-529, not those of the report) every ``every`` steps."""
+    from longtake.eval.probe_data import build_data as _build
+
+    held = _build("heldout", range(500, 530), variants=1, frames_per_shot=3, rng_seed=7)
+    clear = np.flatnonzero(held.box_clear)
+    frames = _frames(held, np.arange(held.frames.shape[0]))
+    labels = held.ident_attr[held.box_ident[clear]]
+
+    @torch.no_grad()
+    def watch(step: int, net: CropNet) -> None:
+        if (step + 1) % every and step != steps - 1:
+            return
+        net.eval()
+        crops = crop_boxes(frames, torch.from_numpy(held.box_frame[clear]), torch.from_numpy(held.box_xyxy[clear]), net.cfg)
+        outs = [net(*(c[i : i + 256] for c in crops)) for i in range(0, clear.size, 256)]
+        acc = []
+        for j, name in enumerate(ATTRIBUTES):
+            pred = torch.cat([o[name] for o in outs]).argmax(1).numpy()
+            ok = labels[:, j] >= 0
+            acc.append(f"{name}={100 * (pred[ok] == labels[ok, j]).mean():.1f}")
+        log.info("watch %d/%d held-out attributes (gt boxes, %d): %s", step + 1, steps, clear.size, " ".join(acc))
+        net.train()
+
+    return watch
 
 
 def _evaluate(probes: StoryWorldProbes, out: Path, stories: int, train_wall_s: float | None) -> None:

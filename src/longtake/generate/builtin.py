@@ -16,7 +16,7 @@ from longtake.generate.memory import MemoryGenerator
 from longtake.memory.cast import CastMember
 from longtake.memory.config import DEFAULT_MODE, MemoryConfig, MemoryMode
 from longtake.model.builtin import load_builtin
-from longtake.sample.schedules import self_forcing_sigmas
+from longtake.sample.schedules import linear_sigmas, self_forcing_sigmas
 
 
 def builtin_generator(
@@ -25,6 +25,7 @@ def builtin_generator(
     device: str | torch.device = "cpu",
     sampler: str | None = None,
     steps: int | None = None,
+    shift: float | None = None,
     precision: Precision = "auto",
     memory: MemoryMode | MemoryConfig = DEFAULT_MODE,
     cast: Sequence[CastMember] = (),
@@ -37,8 +38,11 @@ def builtin_generator(
             weights shipped with the package.
         device: where the model runs ("cpu", "cuda", ...); the model loads in float32.
         sampler: override the sampler stored in ``model.json`` ("few_step", "euler", "heun").
-        steps: override the number of denoising steps (Self-Forcing's shifted schedule with
-            that many steps) instead of the stored sigmas.
+        steps: override the number of denoising steps: ``steps`` sigmas of the schedule
+            ``sampler`` uses (Self-Forcing's timesteps for "few_step", evenly spaced sigmas for
+            "euler"/"heun"), shifted by ``shift``, instead of the stored sigmas.
+        shift: the flow shift of that schedule (default 5, Self-Forcing's; 1 = unshifted);
+            with ``shift`` alone, the stored number of steps is kept.
         precision: "auto" (bfloat16 autocast where the hardware has native bf16, as the
             model was trained; else float32), "float32" or "bfloat16".
         memory: the memory mode (docs/memory.md) or a full MemoryConfig; default "sink".
@@ -49,16 +53,21 @@ def builtin_generator(
     autocast = resolve_autocast(precision, device)
     model = load_builtin(weights, device=device)
     sigmas: torch.Tensor | tuple[float, ...] = model.settings.sigmas
-    if steps is not None:
-        if steps < 1:
+    kind = sampler or model.settings.sampler
+    if steps is not None or shift is not None:
+        n = len(sigmas) - 1 if steps is None else int(steps)
+        if n < 1:
             raise GenerateError(f"steps must be at least 1, got {steps}")
-        sigmas = self_forcing_sigmas(int(steps))
+        if shift is not None and not shift > 0:
+            raise GenerateError(f"shift must be > 0, got {shift}")
+        sh = 5.0 if shift is None else float(shift)
+        sigmas = self_forcing_sigmas(n, sh) if kind == "few_step" else linear_sigmas(n, shift=sh)
     return MemoryGenerator(
         model.dit,
         model.vae,
         model.text_encoder,
         sigmas=torch.as_tensor(sigmas, dtype=torch.float32),
-        sampler=sampler or model.settings.sampler,  # type: ignore[arg-type]
+        sampler=kind,  # type: ignore[arg-type]
         guidance_scale=model.settings.guidance_scale if guidance is None else float(guidance),
         guidance_chunks=model.settings.guidance_chunks,
         autocast=autocast,

@@ -80,7 +80,10 @@ class TrainConfig:
     rollout_steps: int = 100
     rollout_batch: int = 4
     rollout_lr: float = 1e-4
-    # inference schedule the rollouts (and the shipped model) use
+    # inference schedule the rollouts (and the shipped model) use: "few_step" (Self-Forcing's
+    # x0-and-renoise steps on its shifted timesteps) or "euler" (the flow ODE on evenly
+    # spaced, shifted sigmas). Half of the training noise levels are this schedule's.
+    sampler: str = "few_step"
     sample_steps: int = 4
     sample_shift: float = 5.0
     # classifier-free guidance written into model.json (the empty prompt as unconditional;
@@ -106,6 +109,10 @@ class TrainConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.memory_batch < 0 or self.memory_frames < 1:
             problems.append(f"memory_batch must be >= 0 and memory_frames >= 1, got {self.memory_batch}, {self.memory_frames}")
+        if self.sampler not in ("few_step", "euler"):
+            problems.append(f"sampler must be few_step or euler, got {self.sampler!r}")
+        if not self.sample_shift > 0 or not self.sigma_shift > 0:
+            problems.append(f"sample_shift and sigma_shift must be > 0, got {self.sample_shift}, {self.sigma_shift}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
         from longtake.generate.causal import GUIDANCE_CHUNKS

@@ -33,8 +33,8 @@ from longtake.model.dit import CausalWanDiT
 from longtake.model.text_builtin import TEXT_PRESETS, BuiltinTextConfig, BuiltinTextEncoder
 from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
-from longtake.sample.samplers import sample_few_step
-from longtake.sample.schedules import flow_shift, self_forcing_sigmas
+from longtake.sample.samplers import sample_euler, sample_few_step
+from longtake.sample.schedules import flow_shift, linear_sigmas, self_forcing_sigmas
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips
@@ -59,6 +59,9 @@ def build_models(cfg: TrainConfig, tokenizer: Tokenizer, latent_channels: int) -
 
 
 def inference_sigmas(cfg: TrainConfig) -> torch.Tensor:
+    """The sigmas the exported model samples with (``cfg.sampler``'s schedule), ending at 0."""
+    if cfg.sampler == "euler":
+        return linear_sigmas(cfg.sample_steps, shift=cfg.sample_shift)
     return self_forcing_sigmas(cfg.sample_steps, cfg.sample_shift)
 
 
@@ -162,7 +165,10 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         for c in range(k - 1):
             cache.set_prompt(dit.encode_prompt(_encode_text(text, [p[c] for p in prompts])))
             noise = torch.randn((b, *x0.shape[1:2], f, *x0.shape[3:]), generator=gen)
-            xg = sample_few_step(den, noise, sigmas, generator=gen, extra={"cache": cache})
+            if cfg.sampler == "euler":
+                xg = sample_euler(den, noise, sigmas, extra={"cache": cache})
+            else:
+                xg = sample_few_step(den, noise, sigmas, generator=gen, extra={"cache": cache})
             den.write_cache(xg, cache)
     target = x0[:, :, -f:]
     s = sample_sigma(rng, (b,), cfg)  # (B,)

@@ -138,7 +138,7 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
     dit, text = timed("dit", lambda: train_dit(run, cfg, clips, vae.latent_channels, on_log=lambda s, d, t, m: emit(s, d, t, m)))
     extra = {"command": command, "config": cfg.to_dict(), "timing": timing.data,
              "torch": torch.__version__, "threads": torch.get_num_threads()}
-    save_builtin(model_dir, dit, vae, text, sigmas=inference_sigmas(cfg).tolist(), guidance_scale=cfg.guidance_scale,
+    save_builtin(model_dir, dit, vae, text, sigmas=inference_sigmas(cfg).tolist(), sampler=cfg.sampler, guidance_scale=cfg.guidance_scale,
                  guidance_chunks=cfg.guidance_chunks, extra=extra)
     emit("export", 1, 1)
     return model_dir
