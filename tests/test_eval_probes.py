@@ -131,3 +131,31 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1)
+
+
+def test_torso_crop_net_trains_saves_and_loads(tmp_path: Path) -> None:
+    """The optional torso crop + CoordConv crop net (train_probes --torso/--coords): a short
+    bf16 run on a few stories, saved and loaded, reads the same attributes."""
+    import torch
+
+    from longtake.eval.probe_data import build_data
+    from longtake.eval.train_probes import _attr_weights, train_crop, train_scene
+
+    data = build_data("train", range(6), duration=8.0, variants=2, frames_per_shot=1, num_characters=(2, 3))
+    gen = torch.Generator().manual_seed(0)
+    scene = train_scene([data], steps=2, batch=4, lr=1e-3, gen=gen, amp=True)
+    crop = train_crop(data, steps=3, stories_per_batch=2, singles=4, lr=1e-3, gen=gen, amp=True,
+                      attr_weights=_attr_weights(["body=2"]), cfg={"torso_hw": (24, 20), "coords": True})
+    assert crop.cfg.torso_hw == (24, 20) and crop.cfg.coords
+    probes = StoryWorldProbes(scene, crop)
+    frame, truth = _clear_frame(0)
+    boxes = np.array([c.bbox for c in truth.characters if c.bbox is not None], np.float32)
+    probes.save(tmp_path)
+    again = StoryWorldProbes.load(tmp_path)
+    assert again.crop.cfg == crop.cfg
+    frames = np.repeat(frame[None], len(boxes), 0)
+    emb = probes.identity(frames, boxes)
+    assert emb.shape[0] == len(boxes) and np.isfinite(emb).all()
+    np.testing.assert_allclose(again.identity(frames, boxes), emb, atol=1e-5)
+    with pytest.raises(ValueError, match="NAME=W"):
+        _attr_weights(["nose=1"])
