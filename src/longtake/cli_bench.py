@@ -37,6 +37,7 @@ def memory_cmd(
     probes: Annotated[Path | None, typer.Option("--probes", help="Folder of StoryWorld probes (default: the ones shipped).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Where the model runs: cpu (default), cuda, ...")] = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, float32 or bfloat16 (as render).")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default as render: 1 on a machine with 2 cores or fewer, else torch's default).")] = None,
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
 ) -> None:
@@ -56,6 +57,9 @@ def memory_cmd(
     from longtake.generate.builtin import builtin_generator
     from longtake.memory.config import MemoryConfig
 
+    from longtake.pipeline import set_render_threads
+
+    set_render_threads(threads)
     probe_set = StoryWorldProbes.load(probes)
     if story_files:
         from longtake.script import load_story
