@@ -157,7 +157,8 @@ def test_torso_crop_net_trains_saves_and_loads(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     scene = train_scene([data], steps=2, batch=4, lr=1e-3, gen=gen, amp=True)
     crop = train_crop(data, steps=3, stories_per_batch=2, singles=4, lr=1e-3, gen=gen, amp=True,
-                      attr_weights=_attr_weights(["body=2"]), cfg={"torso_hw": (24, 20), "coords": True})
+                      attr_weights=_attr_weights(["body=2"]), cfg={"torso_hw": (24, 20), "coords": True},
+                      pose_weights={"wave": 3.0, "walk": 2.0})
     assert crop.cfg.torso_hw == (24, 20) and crop.cfg.coords
     probes = StoryWorldProbes(scene, crop)
     frame, truth = _clear_frame(0)

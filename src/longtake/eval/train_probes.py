@@ -201,12 +201,14 @@ def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float) -> np.nda
 def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: int, lr: float, gen: torch.Generator,
                det_xyxy: np.ndarray | None = None, min_area: int = 100, amp: bool = False,
                attr_weights: dict[str, float] | None = None, cfg: dict | None = None, relight_p: float = 0.5,
-               callback: Callable[[int, CropNet], None] | None = None) -> CropNet:
+               callback: Callable[[int, CropNet], None] | None = None, pose_weights: dict[str, float] | None = None) -> CropNet:
     """Batches of ``stories_per_batch`` (story, character) twin pairs, two views each (the
     positives and hard negatives of the contrastive loss), plus ``singles`` boxes of other
     characters: more distinct looks per batch for the attribute heads, and easy negatives.
     Half of the boxes are the detector's (``det_xyxy``, where it found the character), the
-    others jittered ground truth; half of the frames are relit as another location."""
+    others jittered ground truth; half of the frames are relit as another location.
+    ``pose_weights`` (pose name -> weight, default 1) draws the single boxes of those poses
+    more often (walking and waving figures are where body and hair style are misread)."""
     net = CropNet(CropConfig(heads=crop_heads(), **(cfg or {}))).to(memory_format=torch.channels_last)  # faster convolutions on CPU
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = _schedule(opt, steps, lr)
@@ -219,6 +221,9 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: 
         if by_ident[i].size >= 2:
             twins.setdefault((int(s), c), []).append(i)
     groups = [g for g in twins.values() if len(g) >= 2]
+    single_p = None
+    if pose_weights:
+        single_p = torch.tensor([pose_weights.get(POSES[k], 1.0) for k in data.box_pose[usable]], dtype=torch.float64)
     attr = torch.from_numpy(data.ident_attr)
     hid = torch.from_numpy(data.ident_hidden)
     pose = torch.from_numpy(data.box_pose)
@@ -231,7 +236,10 @@ def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: 
             for ident in groups[g][:2]:
                 cand = by_ident[ident]
                 bidx.extend(cand[torch.randperm(cand.size, generator=gen)[:2].numpy()])
-        bidx.extend(usable[torch.randint(0, usable.size, (singles,), generator=gen).numpy()])
+        if single_p is None:
+            bidx.extend(usable[torch.randint(0, usable.size, (singles,), generator=gen).numpy()])
+        else:
+            bidx.extend(usable[torch.multinomial(single_p, singles, replacement=True, generator=gen).numpy()])
         b = np.asarray(bidx)
         frames, inv = np.unique(data.box_frame[b], return_inverse=True)
         boxes = jitter_boxes(torch.from_numpy(data.box_xyxy[b]), gen)
@@ -352,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--coords", action="store_true", help="crop net reads pixel coordinates too (CoordConv)")
     ap.add_argument("--attr-weight", action="append", default=[], metavar="NAME=W",
                     help="loss weight of one captioned attribute (default 1), e.g. body=2; repeatable")
+    ap.add_argument("--pose-weight", action="append", default=[], metavar="POSE=W",
+                    help="draw single crop boxes of this pose W times as often (default 1), e.g. walk=2; repeatable")
     ap.add_argument("--watch", type=int, default=0, metavar="N",
                     help="log held-out attribute accuracy (ground-truth boxes, 30 stories disjoint from the report's) every N crop steps")
     ap.add_argument("--skip-eval", action="store_true")
@@ -359,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         attr_weights = _attr_weights(args.attr_weight)
+        pose_weights = _weights(args.pose_weight, POSES, "--pose-weight", "POSE")
     except ValueError as e:
         ap.error(str(e))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -387,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("detector found %.1f%% of the training boxes", 100 * np.isfinite(det[:, 0]).mean())
     crop_cfg = {"coords": args.coords} | ({"torso_hw": tuple(args.torso)} if args.torso else {})
     crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det,
-                      amp=amp, attr_weights=attr_weights, cfg=crop_cfg,
+                      amp=amp, attr_weights=attr_weights, cfg=crop_cfg, pose_weights=pose_weights,
                       callback=_watcher(args.watch, args.crop_steps) if args.watch else None)
     t_crop = time.time() - t
     t = time.time()
@@ -412,8 +423,8 @@ def main(argv: list[str] | None = None) -> None:
         _evaluate(probes, Path(args.out), args.heldout_stories, round(wall, 1))
 
 
-def _attr_weights(items: list[str]) -> dict[str, float]:
-    """``["body=2", ...]`` -> {"body": 2.0}; ValueError for an unknown attribute or a bad number."""
+def _weights(items: list[str], names, option: str, what: str) -> dict[str, float]:
+    """``["a=2", ...]`` -> {"a": 2.0}; ValueError for a name not in ``names`` or a bad number."""
     out = {}
     for item in items:
         name, _, value = item.partition("=")
@@ -421,10 +432,15 @@ def _attr_weights(items: list[str]) -> dict[str, float]:
             w = float(value)
         except ValueError:
             w = -1.0
-        if name not in ATTRIBUTES or w < 0:
-            raise ValueError(f"--attr-weight {item!r}: expected NAME=W with NAME one of {', '.join(ATTRIBUTES)} and W >= 0")
+        if name not in names or w < 0:
+            raise ValueError(f"{option} {item!r}: expected {what}=W with {what} one of {', '.join(names)} and W >= 0")
         out[name] = w
     return out
+
+
+def _attr_weights(items: list[str]) -> dict[str, float]:
+    """``["body=2", ...]`` -> {"body": 2.0}; ValueError for an unknown attribute or a bad number."""
+    return _weights(items, tuple(ATTRIBUTES), "--attr-weight", "NAME")
 
 
 def _watcher(every: int, steps: int) -> Callable[[int, CropNet], None]:
