@@ -16,7 +16,7 @@ from longtake.generate.memory import MemoryGenerator
 from longtake.memory.cast import CastMember
 from longtake.memory.config import DEFAULT_MODE, MemoryConfig, MemoryMode
 from longtake.model.builtin import load_builtin
-from longtake.sample.schedules import linear_sigmas, self_forcing_sigmas
+from longtake.sample.schedules import sampler_sigmas
 
 
 def builtin_generator(
@@ -61,7 +61,7 @@ def builtin_generator(
         if shift is not None and not shift > 0:
             raise GenerateError(f"shift must be > 0, got {shift}")
         sh = 5.0 if shift is None else float(shift)
-        sigmas = self_forcing_sigmas(n, sh) if kind == "few_step" else linear_sigmas(n, shift=sh)
+        sigmas = sampler_sigmas(kind, n, sh)
     return MemoryGenerator(
         model.dit,
         model.vae,

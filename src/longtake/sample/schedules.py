@@ -41,3 +41,12 @@ def self_forcing_sigmas(steps: int = 4, shift: float = 5.0) -> Tensor:
         raise ValueError(f"steps must be >= 1, got {steps}")
     raw = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float32)[:-1]  # 1, 0.75, 0.5, 0.25 for 4 steps
     return torch.cat([flow_shift(raw, shift), torch.zeros(1)])
+
+
+def sampler_sigmas(sampler: str, steps: int, shift: float) -> Tensor:
+    """The schedule a sampler takes: Self-Forcing's shifted timesteps for "few_step" (its
+    x0-and-renoise steps never land below the last level), evenly spaced shifted sigmas for
+    the ODE samplers ("euler", "heun"). Shape (steps + 1,)."""
+    if sampler == "few_step":
+        return self_forcing_sigmas(steps, shift)
+    return linear_sigmas(steps, shift=shift)

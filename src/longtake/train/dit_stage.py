@@ -34,7 +34,7 @@ from longtake.model.text_builtin import TEXT_PRESETS, BuiltinTextConfig, Builtin
 from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_euler, sample_few_step
-from longtake.sample.schedules import flow_shift, linear_sigmas, self_forcing_sigmas
+from longtake.sample.schedules import flow_shift, sampler_sigmas
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips
@@ -60,9 +60,7 @@ def build_models(cfg: TrainConfig, tokenizer: Tokenizer, latent_channels: int) -
 
 def inference_sigmas(cfg: TrainConfig) -> torch.Tensor:
     """The sigmas the exported model samples with (``cfg.sampler``'s schedule), ending at 0."""
-    if cfg.sampler == "euler":
-        return linear_sigmas(cfg.sample_steps, shift=cfg.sample_shift)
-    return self_forcing_sigmas(cfg.sample_steps, cfg.sample_shift)
+    return sampler_sigmas(cfg.sampler, cfg.sample_steps, cfg.sample_shift)
 
 
 def sample_sigma(rng: np.random.Generator, shape: tuple[int, ...], cfg: TrainConfig) -> torch.Tensor:
