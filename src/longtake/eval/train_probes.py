@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     crop_cfg = {"coords": args.coords} | ({"torso_hw": tuple(args.torso)} if args.torso else {})
     crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det,
                       amp=amp, attr_weights=attr_weights, cfg=crop_cfg, pose_weights=pose_weights,
-                      callback=_watcher(args.watch, args.crop_steps) if args.watch else None)
+                      callback=_watcher(args.watch, args.crop_steps, scene) if args.watch else None)
     t_crop = time.time() - t
     t = time.time()
     probes = StoryWorldProbes(scene, crop, threshold=THRESHOLD)
@@ -443,30 +443,23 @@ def _attr_weights(items: list[str]) -> dict[str, float]:
     return _weights(items, tuple(ATTRIBUTES), "--attr-weight", "NAME")
 
 
-def _watcher(every: int, steps: int) -> Callable[[int, CropNet], None]:
+def _watcher(every: int, steps: int, scene: SceneNet) -> Callable[[int, CropNet], None]:
     """A train_crop callback logging the held-out attribute accuracy on ground-truth boxes
-    (clean frames of held-out seeds 500-529, not those of the report) every ``every`` steps."""
-    from longtake.eval.probe_data import build_data as _build
+    (clean frames of held-out seeds 500-529, not those of the report) every ``every`` steps,
+    scored as the report scores its ground-truth-box rows (``probe_eval._gt_box_heads``)."""
+    from longtake.eval.probe_eval import _gt_box_heads
 
-    held = _build("heldout", range(500, 530), variants=1, frames_per_shot=3, rng_seed=7)
+    held = build_data("heldout", range(500, 530), variants=1, frames_per_shot=3, rng_seed=7)
     clear = np.flatnonzero(held.box_clear)
-    frames = _frames(held, np.arange(held.frames.shape[0]))
-    labels = held.ident_attr[held.box_ident[clear]]
 
     @torch.no_grad()
     def watch(step: int, net: CropNet) -> None:
         if (step + 1) % every and step != steps - 1:
             return
-        net.eval()
-        crops = crop_boxes(frames, torch.from_numpy(held.box_frame[clear]), torch.from_numpy(held.box_xyxy[clear]), net.cfg)
-        outs = [net(*(c[i : i + 256] for c in crops)) for i in range(0, clear.size, 256)]
-        acc = []
-        for j, name in enumerate(ATTRIBUTES):
-            pred = torch.cat([o[name] for o in outs]).argmax(1).numpy()
-            ok = labels[:, j] >= 0
-            acc.append(f"{name}={100 * (pred[ok] == labels[ok, j]).mean():.1f}")
-        log.info("watch %d/%d held-out attributes (gt boxes, %d): %s", step + 1, steps, clear.size, " ".join(acc))
+        acc = _gt_box_heads(StoryWorldProbes(scene, net), held, held.frames, clear)["attributes"]  # puts net in eval mode
         net.train()
+        log.info("watch %d/%d held-out attributes (gt boxes, %d): %s", step + 1, steps, clear.size,
+                 " ".join(f"{k}={100 * v:.1f}" for k, v in acc.items()))
 
     return watch
 
