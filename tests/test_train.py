@@ -38,6 +38,41 @@ def test_smoke_run_exports_a_model_folder(smoke_run):
     assert meta["train"]["config"]["forcing_steps"] == get_train_preset("smoke").forcing_steps
 
 
+def test_smoke_latents_hold_character_maps_where_the_characters_are(smoke_run):
+    """The first latent frame of a story encodes pixel frame 0 alone: its character map is
+    non-zero only on latent pixels that the ground-truth boxes of frame 0 touch, on some
+    pixel of every box, and sums to the frame's count of character pixels."""
+    from safetensors.torch import load_file
+
+    from longtake.plan import plan
+    from longtake.train.data import CHARS_SUFFIX, latent_story
+    from longtake.world.renderer import WorldRenderer
+
+    run, _ = smoke_run
+    cfg = get_train_preset("smoke")
+    t = load_file(str(run / "data" / "latents" / "latents-00000.safetensors"))
+    found = 0
+    for j in range(cfg.dit_stories):
+        chars = t[f"story{j:06d}{CHARS_SUFFIX}"]
+        assert chars.shape[0] == t[f"story{j:06d}"].shape[0] and chars.shape[1:] == t[f"story{j:06d}"].shape[2:]
+        story = latent_story(cfg, j)
+        chunk = plan(story, frames_per_chunk=12, first_chunk_frames=9).chunks[0]
+        _, truths = WorldRenderer(story).render_chunk(chunk, masks=True)
+        factor = cfg.size // chars.shape[1]
+        touched = torch.zeros(chars.shape[1:], dtype=torch.bool)
+        for c in truths[0].characters:
+            if c.bbox:
+                x0, y0, x1, y1 = c.bbox
+                box = (slice(y0 // factor, (y1 - 1) // factor + 1), slice(x0 // factor, (x1 - 1) // factor + 1))
+                assert (chars[0][box] > 0).any()
+                touched[box] = True
+                found += 1
+        assert not (chars[0] > 0)[~touched].any()
+        pixels = float(chars[0].float().sum() / 255 * factor**2)
+        assert abs(pixels - int((truths[0].mask > 0).sum())) <= 0.01 * factor**2 * chars.shape[1] * chars.shape[2]
+    assert found > 0
+
+
 def test_interrupted_run_resumes_to_the_same_weights(smoke_run, tmp_path):
     from safetensors.torch import load_file
 
@@ -183,3 +218,64 @@ def test_euler_sampler_sets_the_schedule_rollouts_and_export(tmp_path):
     meta = json.loads((model / "model.json").read_text())
     assert meta["sampler"] == "euler"
     assert meta["sigmas"] == pytest.approx(linear_sigmas(3).tolist())
+
+
+def test_character_map_is_the_fraction_of_character_pixels_per_latent_frame():
+    """Labels (N, H, W) -> (F, H/4, W/4): the max over the pixel frames a latent frame encodes
+    (1 for the first chunk's first, then 4) of the fraction of labelled pixels per 4x4 block."""
+    import numpy as np
+
+    from longtake.train.data import character_map
+
+    lab = np.zeros((9, 8, 8), np.uint8)
+    lab[0, 0:4, 0:4] = 1  # frame 0: block (0, 0) full -> latent frame 0 only
+    lab[3, 4:8, 4:6] = 2  # frame 3: half of block (1, 1) -> latent frame 1 (frames 1-4)
+    lab[8, 0:1, 4:5] = 1  # frame 8: 1 of 16 pixels of block (0, 1) -> latent frame 2 (frames 5-8)
+    m = character_map(lab, temporal=4, spatial=4, first_chunk=True)
+    assert m.shape == (3, 2, 2) and m.dtype == torch.uint8
+    want = torch.zeros(3, 2, 2, dtype=torch.uint8)
+    want[0, 0, 0], want[1, 1, 1], want[2, 0, 1] = 255, 128, 16
+    assert torch.equal(m, want)
+    later = character_map(np.concatenate([lab[1:], lab[:4]]), temporal=4, spatial=4, first_chunk=False)  # 12 frames -> 3
+    assert later.shape == (3, 2, 2) and later[0, 1, 1] == 128 and later[2, 0, 0] == 255
+
+
+def test_frame_error_weights_character_pixels_and_keeps_the_scale():
+    from longtake.train.dit_stage import frame_error
+
+    err = torch.ones(1, 2, 1, 4, 4)
+    chars = torch.zeros(1, 1, 4, 4)
+    chars[0, 0, 0, 0] = 1.0
+    assert torch.allclose(frame_error(err, chars, 5.0), torch.ones(1, 1))  # uniform error: same value
+    err[0, :, 0, 0, 0] = 17.0  # the error sits on the character pixel
+    plain = frame_error(err, None, 5.0)
+    assert torch.allclose(plain, torch.tensor([[2.0]]))  # (15 + 17) / 16
+    assert torch.allclose(frame_error(err, chars, 0.0), plain)
+    assert torch.allclose(frame_error(err, chars, 5.0), torch.tensor([[(15 + 6 * 17) / 21]]))
+
+
+def test_latent_clips_carry_character_maps_and_refuse_shards_without(tmp_path):
+    import numpy as np
+    from safetensors.torch import load_file, save_file
+
+    from longtake.train.data import CHARS_SUFFIX, LatentClips, split_chars
+
+    _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park")])
+    with pytest.raises(TrainError, match="no character maps"):
+        LatentClips(tmp_path, latent_frames=3, with_chars=True)
+    shard = tmp_path / "latents-00000.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(shard), framework="pt") as fh:
+        meta = fh.metadata()
+    t = load_file(str(shard))
+    n = t["story000000"].shape[0]
+    t["story000000" + CHARS_SUFFIX] = (torch.arange(n, dtype=torch.int32) * 10 % 256).to(torch.uint8)[:, None, None].expand(n, 2, 2).contiguous()
+    save_file(t, str(shard), metadata=meta)
+    assert LatentClips(tmp_path, latent_frames=3).stories[0].latents.shape[1] == 2  # without: latents only
+    clips = LatentClips(tmp_path, latent_frames=3, with_chars=True)
+    x, _ = clips.batch(np.random.default_rng(0), 2, 3)
+    lat, chars = split_chars(x, True)
+    assert lat.shape == (2, 2, 9, 2, 2) and chars.shape == (2, 9, 2, 2)
+    frames = lat[:, 0, :, 0, 0].long()  # the frame index each clip frame came from
+    assert torch.allclose(chars[:, :, 0, 0].float(), (frames * 10 % 256).float() / 255, atol=1e-3)

@@ -30,6 +30,8 @@ from longtake.world.vocab import stable_seed
 log = logging.getLogger(__name__)
 
 STORIES_PER_LATENT_SHARD = 16
+#: key suffix of a story's character maps in a latent shard (shards written before session 6 lack them)
+CHARS_SUFFIX = ".chars"
 
 
 def to_video(frames: np.ndarray) -> torch.Tensor:
@@ -76,17 +78,33 @@ def latent_story(config: TrainConfig, j: int):
     return sample_story(seed_j, float(duration), split="train", fps=config.fps, size=(config.size, config.size))
 
 
+def character_map(labels: np.ndarray, *, temporal: int, spatial: int, first_chunk: bool) -> torch.Tensor:
+    """Ground-truth label images of one chunk (N, H, W) -> (F, H/spatial, W/spatial) uint8:
+    per latent frame and latent pixel, the fraction of character pixels (0..255), the max
+    over the pixel frames the latent frame encodes (the first chunk's first latent frame
+    encodes one frame, every other latent frame ``temporal``)."""
+    occ = torch.from_numpy(labels > 0).float()  # (N, H, W)
+    if first_chunk and temporal > 1:
+        occ = torch.cat([occ[:1].repeat(temporal - 1, 1, 1), occ])  # first latent frame: one pixel frame
+    n, h, w = occ.shape
+    frac = occ.reshape(n // temporal, temporal, h // spatial, spatial, w // spatial, spatial).mean(dim=(3, 5)).amax(dim=1)
+    return (frac * 255).round().to(torch.uint8)  # (F, h, w)
+
+
 @torch.no_grad()
-def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, list[dict]]:
-    """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16 and
-    per-chunk metadata (prompt, entities, location, cut, switch). ``bf16`` runs the encoder
-    under bfloat16 autocast (the latents are stored in float16 anyway)."""
+def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16,
+    character maps (F_total, H, W) uint8 (:func:`character_map`, from the renderer's exact
+    label images) and per-chunk metadata (prompt, entities, location, cut, switch). ``bf16``
+    runs the encoder under bfloat16 autocast (the latents are stored in float16 anyway)."""
     t = vae.temporal_factor
     timeline = plan(story, frames_per_chunk=t * latent_frames, first_chunk_frames=1 + t * (latent_frames - 1))
     renderer = WorldRenderer(story)
-    lats, meta = [], []
+    lats, chars, meta = [], [], []
     for chunk in timeline.chunks:
-        frames, _ = renderer.render_chunk(chunk, masks=False)
+        frames, truths = renderer.render_chunk(chunk, masks=True)
+        chars.append(character_map(np.stack([tr.mask for tr in truths]), temporal=t, spatial=vae.spatial_factor,
+                                   first_chunk=chunk.index == 0))
         video = to_video(frames)  # (1, 3, N, H, W)
         if chunk.index > 0 and t > 1:
             # Continuation groups of t frames are encoded independently of what came before
@@ -99,9 +117,11 @@ def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple
         if z.shape[2] != latent_frames:
             raise TrainError(f"chunk {chunk.index}: encoded {z.shape[2]} latent frames, expected {latent_frames}")
         lats.append(rearrange(z[0], "c f h w -> f c h w").half())
+        if chars[-1].shape != (latent_frames, *z.shape[3:]):
+            raise TrainError(f"chunk {chunk.index}: character map {tuple(chars[-1].shape)} does not match latents {tuple(z.shape[2:])}")
         meta.append({"prompt": chunk.prompt, "entities": list(chunk.entities), "location": chunk.location,
                      "cut": chunk.cut, "switch": chunk.switch})
-    return torch.cat(lats), meta
+    return torch.cat(lats), torch.cat(chars), meta
 
 
 def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: int,
@@ -119,8 +139,9 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
         if not path.exists():
             tensors, metas = {}, {}
             for j in members:
-                z, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
+                z, chars, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
                 tensors[f"story{j:06d}"] = z.contiguous()
+                tensors[f"story{j:06d}{CHARS_SUFFIX}"] = chars.contiguous()
                 metas[f"story{j:06d}"] = meta
                 done += 1
                 if on_story:
@@ -139,26 +160,40 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
 
 @dataclass
 class LatentStory:
-    latents: torch.Tensor  # (F_total, C, H, W) float16
+    latents: torch.Tensor  # (F_total, C, H, W) float16; C + 1 with the character map as last channel
     chunks: list[dict]
 
 
 class LatentClips:
-    """All latent stories in memory; samples DiT training clips [sink chunk | consecutive chunks]."""
+    """All latent stories in memory; samples DiT training clips [sink chunk | consecutive chunks].
 
-    def __init__(self, root: Path, *, latent_frames: int) -> None:
+    ``with_chars=True`` appends each latent frame's character map (fraction of character
+    pixels, 0..1) as one more channel, so every clip, single chunk and memory clip carries
+    its map through the same slicing; :func:`split_chars` takes it off again.
+    """
+
+    def __init__(self, root: Path, *, latent_frames: int, with_chars: bool = False) -> None:
         from safetensors import safe_open
 
         index = root / "index.json"
         if not index.is_file():
             raise TrainError(f"{root}: no index.json; the latents stage did not finish")
         self.latent_frames = latent_frames
+        self.with_chars = with_chars
         self.stories: list[LatentStory] = []
         for name in json.loads(index.read_text(encoding="utf-8"))["shards"]:
             with safe_open(str(root / name), framework="pt") as fh:
                 metas = json.loads((fh.metadata() or {})["chunks"])
-                for key in sorted(fh.keys()):
-                    self.stories.append(LatentStory(fh.get_tensor(key), metas[key]))
+                keys = set(fh.keys())
+                for key in sorted(k for k in keys if not k.endswith(CHARS_SUFFIX)):
+                    lat = fh.get_tensor(key)
+                    if with_chars:
+                        if key + CHARS_SUFFIX not in keys:
+                            raise TrainError(f"{root / name}: {key} has no character maps (latents written before they were); "
+                                             "write the latents again or set char_weight=0")
+                        chars = fh.get_tensor(key + CHARS_SUFFIX).to(torch.float16).div_(255)  # (F, H, W)
+                        lat = torch.cat([lat, chars[:, None]], dim=1)
+                    self.stories.append(LatentStory(lat, metas[key]))
         if not self.stories:
             raise TrainError(f"{root}: no stories")
 
@@ -254,3 +289,11 @@ class LatentClips:
 
     def prompts(self) -> list[str]:
         return [c["prompt"] for s in self.stories for c in s.chunks]
+
+
+def split_chars(x: torch.Tensor, with_chars: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, C[+1], F, H, W) from :class:`LatentClips` -> latents and the character map (B, F, H, W)
+    (None when the clips carry none)."""
+    if not with_chars:
+        return x, None
+    return x[:, :-1], x[:, -1]

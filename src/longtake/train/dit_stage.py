@@ -37,7 +37,7 @@ from longtake.sample.samplers import sample_euler, sample_few_step
 from longtake.sample.schedules import flow_shift, sampler_sigmas
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
-from longtake.train.data import LatentClips
+from longtake.train.data import LatentClips, split_chars
 from longtake.train.plots import plot_losses
 from longtake.train.vae_stage import lr_at
 
@@ -88,6 +88,18 @@ def prediction_error(dit: CausalWanDiT, xt: torch.Tensor, v: torch.Tensor, sigma
     return (v.float() - (eps - x0)).square()
 
 
+def frame_error(err: torch.Tensor, chars: torch.Tensor | None, char_weight: float) -> torch.Tensor:
+    """Squared error (B, C, F, H, W) -> per frame (B, F): the mean over channels and pixels,
+    weighted ``1 + char_weight * chars`` per latent pixel (chars (B, F, H, W) in 0..1, the
+    fraction of character pixels) and normalised by the weights, so a frame's loss keeps
+    its scale and its characters (a few percent of the pixels) count ``char_weight`` times
+    more than they would by area."""
+    if chars is None or char_weight <= 0:
+        return err.mean(dim=(1, 3, 4))
+    w = 1.0 + char_weight * chars.float()  # (B, F, H, W)
+    return (err.mean(dim=1) * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3))
+
+
 def _encode_text(text: BuiltinTextEncoder, prompts: list[str]) -> torch.Tensor:
     emb, _ = text.encode(prompts)  # (N, T, D)
     return emb
@@ -102,11 +114,13 @@ def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list
     return [q if k else "" for q, k in zip(prompts, keep)]
 
 
-def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x0: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
-                 cfg: TrainConfig, rng, gen, **dit_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise ``x0`` (B, C, G*F, H, W) at one level per group of F frames (group_sigma (B, G),
-    0 = clean context), one prompt per group (some dropped, ``cfg.text_dropout``), one
+def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
+                 cfg: TrainConfig, rng, gen, with_chars: bool = False, **dit_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise the latents of ``x`` (B, C[+1], G*F, H, W; the extra channel is the character
+    map when ``with_chars``) at one level per group of F frames (group_sigma (B, G), 0 =
+    clean context), one prompt per group (some dropped, ``cfg.text_dropout``), one
     causal_window pass -> (summed error of the noisy frames, their count)."""
+    x0, chars = split_chars(x, with_chars)
     g = group_sigma.shape[1]
     sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
     eps = torch.randn(x0.shape, generator=gen)
@@ -114,7 +128,7 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x0: torch.Tensor, 
     xt = (1 - s5) * x0 + s5 * eps
     emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*G, T, D)
     v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
-    err = prediction_error(dit, xt, v, sigma, x0, eps).mean(dim=(1, 3, 4))  # (B, G*F)
+    err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
     w = (sigma > 0).float()
     return (err * w).sum(), w.sum()
 
@@ -135,18 +149,19 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     value): the mean error over all noisy frames."""
     k, f = cfg.clip_chunks, clips.latent_frames
     x0, prompts = clips.batch(rng, batch, k)  # (B, C, K*F, H, W)
-    total, count = _noisy_error(dit, text, x0, prompts, _context_sigmas(rng, (x0.shape[0], k), cfg), cfg, rng, gen)
+    wc = clips.with_chars
+    total, count = _noisy_error(dit, text, x0, prompts, _context_sigmas(rng, (x0.shape[0], k), cfg), cfg, rng, gen, wc)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        t, c = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen)
+        t, c = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc)
         total, count = total + t, count + c
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        t, c = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, sink_frames=f + cfg.memory_frames)
+        t, c = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, sink_frames=f + cfg.memory_frames)
         total, count = total + t, count + c
     loss = total / count.clamp_min(1.0)
     return loss, float(loss.detach())
@@ -154,7 +169,8 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
 
 def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
     """Self-rollout loss: generate the context with the model, train the next chunk."""
-    x0, prompts = clips.batch(rng, batch, cfg.clip_chunks)
+    x, prompts = clips.batch(rng, batch, cfg.clip_chunks)
+    x0, chars = split_chars(x, clips.with_chars)
     b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
     sigmas = inference_sigmas(cfg)
     cache = dit.new_cache()
@@ -174,7 +190,8 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     s5 = s[:, None, None, None, None]
     xt = (1 - s5) * target + s5 * eps
     v = dit(xt, s, _encode_text(text, [p[-1] for p in prompts]), cache=cache)
-    loss = prediction_error(dit, xt, v, s[:, None].expand(b, f), target, eps).mean()
+    err = prediction_error(dit, xt, v, s[:, None].expand(b, f), target, eps)
+    loss = frame_error(err, None if chars is None else chars[:, -f:], cfg.char_weight).mean()
     return loss, float(loss.detach())
 
 
