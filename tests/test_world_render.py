@@ -126,3 +126,42 @@ def test_office_day_renders_and_generator_resumes(tmp_path):
     assert resumed.chunk.index == 3
     assert resumed.frames.tobytes() == r.render_chunk(tl.chunks[3])[0].tobytes()
     assert first[0].frames.tobytes() == r.render_chunk(tl.chunks[0])[0].tobytes()
+
+
+def _figure_canvas(sprite, size=200):
+    """A sprite pasted with its foot point at a fixed spot, so sprites of other sizes compare."""
+    canvas = np.zeros((size, size, 3), np.int64)
+    top, left = size - 20 - sprite.ay, size // 2 - sprite.ax
+    canvas[top : top + sprite.alpha.shape[0], left : left + sprite.alpha.shape[1]][sprite.alpha] = sprite.rgb[sprite.alpha]
+    return canvas
+
+
+def test_undrawn_attributes_are_exactly_those_the_figure_does_not_show():
+    """A bun under a top hat draws the same pixels as short hair at every size, under a
+    beanie up to 45 px tall (2 pixels differ at 60); without a hat or under a cap it shows.
+    ``undrawn_attributes`` names hair style exactly in the first two cases."""
+    import dataclasses
+
+    from longtake.eval.probe_data import ATTRIBUTES, attribute_labels
+    from longtake.world.characters import Pose, draw_figure, undrawn_attributes
+    from longtake.world.sampler import sample_story
+
+    story = sample_story(3, 20.0, split="train")
+    r = WorldRenderer(story)
+    app, hid = r.appearance[r.cast[0]], r.hidden[r.cast[0]]
+
+    def differ(hat, fig_h, pose=Pose()):
+        a, b = (dataclasses.replace(app, body="woman", hair_colour="brown", hair_style=s, hat=hat) for s in ("bun", "short"))
+        return int((np.abs(_figure_canvas(draw_figure(a, hid, pose, fig_h)) - _figure_canvas(draw_figure(b, hid, pose, fig_h))).sum(-1) > 0).sum())
+
+    for fig_h in (30, 45, 60, 120):
+        for pose in (Pose(), Pose(legs="walk", leg_phase=3), Pose(arms="wave", arm_level=3)):
+            assert differ("hat", fig_h, pose) == 0
+    assert differ("beanie", 30) == differ("beanie", 45) == 0 and differ("beanie", 60) <= 2
+    assert min(differ(None, h) for h in (45, 60)) >= 5 and differ("cap", 60) >= 5
+    j = list(ATTRIBUTES).index("hair_style")
+    for hat, hidden in ((None, False), ("cap", False), ("hat", True), ("beanie", True)):
+        bun = dataclasses.replace(app, hair_style="bun", hat=hat)
+        assert ("hair_style" in undrawn_attributes(bun)) == hidden
+        assert (attribute_labels(bun)[j] == -1) == hidden
+        assert attribute_labels(dataclasses.replace(bun, hair_style="short"))[j] == ATTRIBUTES["hair_style"].index("short")

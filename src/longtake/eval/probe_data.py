@@ -29,6 +29,7 @@ from einops import rearrange
 
 from longtake.plan import plan
 from longtake.world import vocab as V
+from longtake.world.characters import undrawn_attributes
 from longtake.world.locations import LIGHT
 from longtake.world.renderer import WorldRenderer
 from longtake.world.sampler import Split, sample_story
@@ -80,10 +81,13 @@ MIN_CLEAR_AREA = 150
 
 
 def attribute_labels(app: V.Appearance) -> list[int]:
-    """Class index per :data:`ATTRIBUTES` entry of a resolved appearance; -1 = not defined."""
+    """Class index per :data:`ATTRIBUTES` entry of a resolved appearance; -1 = not defined
+    (hair colour of a bald figure) or not drawn (``world.characters.undrawn_attributes``: a
+    bun under a top hat or a beanie is not trained on and not scored)."""
     out = []
+    hidden = undrawn_attributes(app)
     for name, classes in ATTRIBUTES.items():
-        value = getattr(app, name)
+        value = None if name in hidden else getattr(app, name)
         if name == "glasses":
             value = "yes" if value else "no"
         elif name == "hat":

@@ -34,6 +34,7 @@ from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES
 from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
                                         crop_boxes, decode_boxes)
 from longtake.model.tokenizer import Tokenizer
+from longtake.world.characters import undrawn_attributes
 from longtake.world.vocab import Appearance
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,13 @@ class Instance:
 
 
 def appearance_attributes(appearance: Appearance) -> dict[str, str]:
-    """The captioned attributes of ``appearance`` in the probes' words (unspecified ones left out)."""
+    """The captioned attributes of ``appearance`` in the probes' words (unspecified ones left
+    out, and those a StoryWorld figure does not draw: ``world.characters.undrawn_attributes``)."""
     out: dict[str, str] = {}
+    hidden = undrawn_attributes(appearance)
     for name in ATTRIBUTES:
+        if name in hidden:
+            continue
         value = getattr(appearance, name)
         if name == "glasses":
             out[name] = "yes" if value else "no"

@@ -52,6 +52,20 @@ class Sprite:
     ay: int
 
 
+#: Hats under which a bun is not drawn: the top hat covers it pixel for pixel at every size,
+#: the beanie at every figure height up to 45 px and leaves 2 pixels at 60 (test). There the
+#: figure looks exactly as with short hair, so "hair in a bun" cannot be read from the frame.
+HATS_HIDING_BUN = ("hat", "beanie")
+
+
+def undrawn_attributes(app: Appearance) -> frozenset[str]:
+    """Captioned attributes that ``app`` states but its figure does not show (so a probe
+    cannot be judged on them): the hair style of a bun under a top hat or a beanie."""
+    if app.hair_style == "bun" and app.hat in HATS_HIDING_BUN:
+        return frozenset({"hair_style"})
+    return frozenset()
+
+
 def figure_height(frame_height: int, appearance: Appearance, hidden: HiddenDetails) -> float:
     child = appearance.body in ("girl", "boy")
     return frame_height * ADULT_HEIGHT * hidden.height * (CHILD_FACTOR if child else 1.0)
