@@ -279,3 +279,22 @@ def test_latent_clips_carry_character_maps_and_refuse_shards_without(tmp_path):
     assert lat.shape == (2, 2, 9, 2, 2) and chars.shape == (2, 9, 2, 2)
     frames = lat[:, 0, :, 0, 0].long()  # the frame index each clip frame came from
     assert torch.allclose(chars[:, :, 0, 0].float(), (frames * 10 % 256).float() / 255, atol=1e-3)
+
+
+def test_train_cli_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path):
+    """Under nohup or in a log file there is no live bar: each stage prints plain lines
+    (the first event and its end at least), then "done in"."""
+    from typer.testing import CliRunner
+
+    from longtake.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--preset", "smoke", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    text = res.output + (res.stderr if res.stderr_bytes is not None else "")
+    lines = text.splitlines()
+    cfg = get_train_preset("smoke")
+    total = cfg.forcing_steps + cfg.rollout_steps
+    assert any(line.startswith("forcing 1/") for line in lines)
+    assert any(line.startswith(f"rollout {total}/{total} forcing=") for line in lines)
+    assert any(line.startswith("export 1/1") for line in lines) and "done in" in text
+    assert "━" not in text  # no progress bar drawn into the log

@@ -13,6 +13,9 @@ import typer
 
 from longtake.cli_common import err, out, user_errors
 
+#: seconds between the plain progress lines printed when stderr is not a terminal
+LOG_SECONDS = 30.0
+
 
 @user_errors
 def train_command(
@@ -47,14 +50,24 @@ def train_command(
     cfg = cfg.replace(**changes) if changes else cfg
     command = "longtake train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     t0 = time.monotonic()
+    # On a terminal: live bars. Otherwise (nohup, a log file, CI) the bars would only show at
+    # the end, so print a plain line per stage every LOG_SECONDS and when a stage ends.
+    live = err.is_terminal
     with Progress(TextColumn("{task.description:<9}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err, disable=not live) as bar:
         tasks: dict[str, int] = {}
+        logged: dict[str, float] = {}
 
         def on_event(ev) -> None:
+            info = " ".join(f"{k}={v:.4g}" for k, v in ev.metrics.items())
+            if not live:
+                now = time.monotonic()
+                if ev.done >= ev.total or now - logged.get(ev.stage, -LOG_SECONDS) >= LOG_SECONDS:
+                    logged[ev.stage] = now
+                    err.print(f"{ev.stage} {ev.done}/{ev.total} {info} [{now - t0:.0f} s]".replace("  ", " "), highlight=False, soft_wrap=True)
+                return
             if ev.stage not in tasks:
                 tasks[ev.stage] = bar.add_task(ev.stage, total=ev.total, info="")
-            info = " ".join(f"{k}={v:.4g}" for k, v in ev.metrics.items())
             bar.update(tasks[ev.stage], completed=ev.done, total=ev.total, info=info)
 
         model = train(out_dir, cfg, on_event=on_event, stop_after=stop_after, command=command)
