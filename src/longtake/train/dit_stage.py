@@ -148,9 +148,9 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss, loss
     value): the mean error over all noisy frames."""
     k, f = cfg.clip_chunks, clips.latent_frames
-    x0, prompts = clips.batch(rng, batch, k)  # (B, C, K*F, H, W)
+    x, prompts = clips.batch(rng, batch, k)  # (B, C[+1 character map], K*F, H, W)
     wc = clips.with_chars
-    total, count = _noisy_error(dit, text, x0, prompts, _context_sigmas(rng, (x0.shape[0], k), cfg), cfg, rng, gen, wc)
+    total, count = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
