@@ -80,20 +80,30 @@ MIN_TARGET_AREA = 40
 MIN_CLEAR_AREA = 150
 
 
+def appearance_attributes(appearance: V.Appearance) -> dict[str, str]:
+    """The captioned attributes of ``appearance`` in the probes' words (unspecified ones left
+    out, and those a StoryWorld figure does not draw: ``world.characters.undrawn_attributes``:
+    a bun under a top hat or a beanie is neither trained on nor scored)."""
+    out: dict[str, str] = {}
+    hidden = undrawn_attributes(appearance)
+    for name in ATTRIBUTES:
+        if name in hidden:
+            continue
+        value = getattr(appearance, name)
+        if name == "glasses":
+            out[name] = "yes" if value else "no"
+        elif name == "hat":
+            out[name] = value or "none"
+        elif value is not None:
+            out[name] = str(value)
+    return out
+
+
 def attribute_labels(app: V.Appearance) -> list[int]:
     """Class index per :data:`ATTRIBUTES` entry of a resolved appearance; -1 = not defined
-    (hair colour of a bald figure) or not drawn (``world.characters.undrawn_attributes``: a
-    bun under a top hat or a beanie is not trained on and not scored)."""
-    out = []
-    hidden = undrawn_attributes(app)
-    for name, classes in ATTRIBUTES.items():
-        value = None if name in hidden else getattr(app, name)
-        if name == "glasses":
-            value = "yes" if value else "no"
-        elif name == "hat":
-            value = value or "none"
-        out.append(classes.index(value) if value is not None else -1)
-    return out
+    (hair colour of a bald figure) or not drawn (:func:`appearance_attributes`)."""
+    attrs = appearance_attributes(app)
+    return [classes.index(attrs[name]) if name in attrs else -1 for name, classes in ATTRIBUTES.items()]
 
 
 def hidden_labels(hid: V.HiddenDetails, app: V.Appearance) -> list[int]:

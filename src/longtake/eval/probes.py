@@ -30,11 +30,10 @@ from safetensors.torch import load_file, save_file
 
 from longtake.atomic import atomic_output, write_text_atomic
 from longtake.eval.errors import EvalError
-from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES
+from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES, appearance_attributes
 from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
                                         crop_boxes, decode_boxes)
 from longtake.model.tokenizer import Tokenizer
-from longtake.world.characters import undrawn_attributes
 from longtake.world.vocab import Appearance
 
 log = logging.getLogger(__name__)
@@ -65,24 +64,6 @@ class Instance:
     score: float = 1.0
     pose: str = ""
     hidden: dict[str, str] = field(default_factory=dict)
-
-
-def appearance_attributes(appearance: Appearance) -> dict[str, str]:
-    """The captioned attributes of ``appearance`` in the probes' words (unspecified ones left
-    out, and those a StoryWorld figure does not draw: ``world.characters.undrawn_attributes``)."""
-    out: dict[str, str] = {}
-    hidden = undrawn_attributes(appearance)
-    for name in ATTRIBUTES:
-        if name in hidden:
-            continue
-        value = getattr(appearance, name)
-        if name == "glasses":
-            out[name] = "yes" if value else "no"
-        elif name == "hat":
-            out[name] = value or "none"
-        elif value is not None:
-            out[name] = str(value)
-    return out
 
 
 def match_attributes(appearance: Appearance, instances: list[Instance]) -> float:

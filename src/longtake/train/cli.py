@@ -64,7 +64,7 @@ def train_command(
                 now = time.monotonic()
                 if ev.done >= ev.total or now - logged.get(ev.stage, -LOG_SECONDS) >= LOG_SECONDS:
                     logged[ev.stage] = now
-                    err.print(f"{ev.stage} {ev.done}/{ev.total} {info} [{now - t0:.0f} s]".replace("  ", " "), highlight=False, soft_wrap=True)
+                    err.print(" ".join(x for x in (ev.stage, f"{ev.done}/{ev.total}", info, f"[{now - t0:.0f} s]") if x), highlight=False, soft_wrap=True)
                 return
             if ev.stage not in tasks:
                 tasks[ev.stage] = bar.add_task(ev.stage, total=ev.total, info="")
