@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,123 @@ def test_smoke_latents_hold_character_maps_where_the_characters_are(smoke_run):
         pixels = float(chars[0].float().sum() / 255 * factor**2)
         assert abs(pixels - int((truths[0].mask > 0).sum())) <= 0.01 * factor**2 * chars.shape[1] * chars.shape[2]
     assert found > 0
+
+
+def test_who_map_names_the_character_with_the_most_pixels_of_each_cell():
+    from longtake.train.data import who_map
+
+    lab = np.zeros((8, 4, 4), dtype=np.uint8)  # 8 pixel frames -> 2 latent frames of 4 (t=4), 2x2 cells
+    lab[0:4, 0, 0] = 1  # cell (0, 0) of latent frame 0: label 1 on 4 pixels,
+    lab[0:4, 0:2, 1] = 2  # label 2 on 8: label 2 wins
+    lab[5, 2, 2] = 3  # one pixel of frame 1, cell (1, 1)
+    who = who_map(lab, temporal=4, spatial=2, first_chunk=False)
+    assert who.shape == (2, 2, 2) and who.dtype == torch.uint8
+    assert who[0].tolist() == [[2, 0], [0, 0]]
+    assert who[1].tolist() == [[0, 0], [0, 3]]
+    # the first chunk's first latent frame encodes pixel frame 0 alone
+    first = who_map(lab[:5], temporal=4, spatial=2, first_chunk=True)
+    assert first.shape == (2, 2, 2) and first[0].tolist() == [[2, 0], [0, 0]]
+    assert who_map(np.zeros((4, 4, 4), np.uint8), temporal=4, spatial=2, first_chunk=False).sum() == 0
+
+
+def test_smoke_latents_hold_who_maps_and_the_cast_of_each_chunk(smoke_run):
+    """Who maps mark exactly the latent pixels the character maps mark, with the labels of
+    the chunk's cast, and the cast holds what the script says of each character."""
+    from safetensors import safe_open
+
+    from longtake.eval.probe_data import appearance_attributes
+    from longtake.plan import plan
+    from longtake.train.data import CHARS_SUFFIX, WHO_SUFFIX, latent_story
+    from longtake.world.renderer import WorldRenderer
+
+    run, _ = smoke_run
+    cfg = get_train_preset("smoke")
+    with safe_open(str(run / "data" / "latents" / "latents-00000.safetensors"), framework="pt") as fh:
+        metas = json.loads(fh.metadata()["chunks"])
+        seen = set()
+        for j in range(cfg.dit_stories):
+            key = f"story{j:06d}"
+            who, chars = fh.get_tensor(key + WHO_SUFFIX), fh.get_tensor(key + CHARS_SUFFIX)
+            assert who.shape == chars.shape and torch.equal(who > 0, chars > 0)
+            story = latent_story(cfg, j)
+            chunks = plan(story, frames_per_chunk=12, first_chunk_frames=9).chunks
+            renderer = WorldRenderer(story)
+            for c, meta in enumerate(metas[key]):
+                labels = {int(x) for x in who[c * 3 : (c + 1) * 3].unique().tolist()} - {0}
+                assert labels <= {int(k) for k in meta["cast"]}
+                seen |= labels
+            _, truths = renderer.render_chunk(chunks[0], masks=True)
+            for ct in truths[0].characters:
+                assert metas[key][0]["cast"][str(ct.label)] == appearance_attributes(ct.described)
+    assert seen
+
+
+def test_latent_clips_carry_attribute_maps_from_who_maps_and_cast(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from longtake.eval.probe_data import ATTRIBUTES
+    from longtake.train.data import WHO_SUFFIX, LatentClips, split_maps
+
+    _fake_latents(tmp_path, [(2, ["ann"], "kitchen")])
+    with pytest.raises(TrainError, match="no who maps"):
+        LatentClips(tmp_path, latent_frames=3, with_attrs=True)
+    shard = tmp_path / "latents-00000.safetensors"
+    with safe_open(str(shard), framework="pt") as fh:
+        metas = json.loads(fh.metadata()["chunks"])
+    for m in metas["story000000"]:
+        m["cast"] = {"1": {"body": "woman", "hat": "none"}, "2": {"top_colour": "red"}}
+    t = load_file(str(shard))
+    who = torch.zeros(6, 2, 2, dtype=torch.uint8)
+    who[:, 0, 0] = 1
+    who[3:, 1, 1] = 2
+    t["story000000" + WHO_SUFFIX] = who
+    save_file(t, str(shard), metadata={"chunks": json.dumps(metas)})
+    clips = LatentClips(tmp_path, latent_frames=3, with_attrs=True)
+    x, _ = clips.batch(np.random.default_rng(0), 1, 2)  # chunks 0 and 1: frames 0-5
+    lat, chars, attrs = split_maps(x, False, True)
+    names = list(ATTRIBUTES)
+    assert lat.shape == (1, 2, 6, 2, 2) and chars is None and attrs.shape == (1, len(names), 6, 2, 2)
+    assert (attrs[0, names.index("body"), :, 0, 0] == ATTRIBUTES["body"].index("woman")).all()
+    assert (attrs[0, names.index("hat"), :, 0, 0] == 0).all()
+    assert (attrs[0, names.index("top_colour"), 3:, 1, 1] == ATTRIBUTES["top_colour"].index("red")).all()
+    assert (attrs[0, names.index("top_colour"), :3, 1, 1] == -1).all()  # no one there before frame 3
+    assert (attrs[0, :, :, 0, 1] == -1).all() and (attrs[0, names.index("body"), :, 1, 1] == -1).all()
+
+
+def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
+    """The readout's cross-entropy reaches the text encoder (so the DiT must read the
+    attributes from the prompt) and counts only labelled pixels of noisy frames."""
+    from longtake.eval.probe_data import ATTRIBUTES
+    from longtake.model.tokenizer import Tokenizer
+    from longtake.train.dit_stage import AttributeReadout, _noisy_error, build_models
+
+    cfg = get_train_preset("smoke").replace(text_dropout=0.0, char_weight=0.0)
+    prompts = [["Ann (a woman in a red shirt) waves.", "Ann waves again."]]
+    dit, text = build_models(cfg, Tokenizer.build([p for ps in prompts for p in ps]), 4)
+    readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=0)
+    f, hw = dit.config.frames_per_chunk, 8
+    attrs = torch.full((1, len(ATTRIBUTES), 2 * f, hw, hw), -1.0)
+    attrs[:, 3, :, 2:4, 2:4] = 1.0  # top colour of a 2x2-pixel figure in every frame
+    x = torch.cat([torch.randn(1, 4, 2 * f, hw, hw), attrs], dim=1)
+    sigma = torch.tensor([[0.0, 0.7]])  # first chunk clean context, second noisy
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    _, _, ce, n = _noisy_error(dit, text, x, prompts, sigma, cfg, rng, gen, False, readout)
+    assert int(n) == f * 4  # 4 labelled pixels in each of the noisy chunk's frames only
+    (ce / n).backward()
+    assert readout.proj.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in text.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in dit.proj_out.parameters())  # the head is not on its path
+
+
+def test_attr_weight_needs_who_maps(tmp_path):
+    from longtake.train.data import LatentClips
+    from longtake.train.dit_stage import train_dit
+
+    _fake_latents(tmp_path / "lat", [(4, ["ann"], "kitchen")])
+    clips = LatentClips(tmp_path / "lat", latent_frames=3)
+    with pytest.raises(TrainError, match="attribute maps"):
+        train_dit(tmp_path / "run", get_train_preset("smoke"), clips, 4)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(smoke_run, tmp_path):
@@ -196,9 +314,9 @@ def test_memory_batch_trains(tmp_path):
     clips = LatentClips(tmp_path, latent_frames=3)
     cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2]})
     dit, text = build_models(cfg, Tokenizer.build(clips.prompts()), 2)
-    loss, value = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
+    loss, metrics = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
     loss.backward()
-    assert np.isfinite(value) and value > 0
+    assert np.isfinite(metrics["forcing"]) and metrics["forcing"] > 0 and "attr" not in metrics
     assert dit.pos_embed.grad is not None and dit.pos_embed.grad.abs().sum() > 0
 
 
@@ -258,7 +376,7 @@ def test_latent_clips_carry_character_maps_and_refuse_shards_without(tmp_path):
     import numpy as np
     from safetensors.torch import load_file, save_file
 
-    from longtake.train.data import CHARS_SUFFIX, LatentClips, split_chars
+    from longtake.train.data import CHARS_SUFFIX, LatentClips, split_maps
 
     _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park")])
     with pytest.raises(TrainError, match="no character maps"):
@@ -275,8 +393,8 @@ def test_latent_clips_carry_character_maps_and_refuse_shards_without(tmp_path):
     assert LatentClips(tmp_path, latent_frames=3).stories[0].latents.shape[1] == 2  # without: latents only
     clips = LatentClips(tmp_path, latent_frames=3, with_chars=True)
     x, _ = clips.batch(np.random.default_rng(0), 2, 3)
-    lat, chars = split_chars(x, True)
-    assert lat.shape == (2, 2, 9, 2, 2) and chars.shape == (2, 9, 2, 2)
+    lat, chars, attrs = split_maps(x, True)
+    assert lat.shape == (2, 2, 9, 2, 2) and chars.shape == (2, 9, 2, 2) and attrs is None
     frames = lat[:, 0, :, 0, 0].long()  # the frame index each clip frame came from
     assert torch.allclose(chars[:, :, 0, 0].float(), (frames * 10 % 256).float() / 255, atol=1e-3)
 

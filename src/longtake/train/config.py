@@ -75,6 +75,11 @@ class TrainConfig:
     # Characters cover a few percent of a StoryWorld frame; with 0 the session 4 model
     # learnt every place and drew no one. Needs latents with character maps (session 6+).
     char_weight: float = 0.0
+    # weight of the attribute readout (dit_stage.AttributeReadout): a training-only head on
+    # the middle DiT block names the captioned attributes of the character under each latent
+    # pixel, so the block must read them from the prompt. Needs latents with who maps
+    # (session 7+). 0 = off.
+    attr_weight: float = 0.0
     lr: float = 4e-4
     text_lr: float = 4e-4
     warmup: int = 200
@@ -118,8 +123,8 @@ class TrainConfig:
             problems.append(f"sampler must be few_step or euler, got {self.sampler!r}")
         if not self.sample_shift > 0 or not self.sigma_shift > 0:
             problems.append(f"sample_shift and sigma_shift must be > 0, got {self.sample_shift}, {self.sigma_shift}")
-        if self.char_weight < 0:
-            problems.append(f"char_weight must be >= 0, got {self.char_weight}")
+        if self.char_weight < 0 or self.attr_weight < 0:
+            problems.append(f"char_weight and attr_weight must be >= 0, got {self.char_weight}, {self.attr_weight}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
         from longtake.generate.causal import GUIDANCE_CHUNKS
@@ -166,7 +171,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
         vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None,
         dit_stories=3, dit_duration=(4.0, 6.0), forcing_steps=6, forcing_batch=2, solo_batch=2, warmup=2,
-        rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1, char_weight=2.0,
+        rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1, char_weight=2.0, attr_weight=0.1,
     ),
 }
 

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 STORIES_PER_LATENT_SHARD = 16
 #: key suffix of a story's character maps in a latent shard (shards written before session 6 lack them)
 CHARS_SUFFIX = ".chars"
+#: key suffix of a story's who maps: per latent pixel the label of the character with the most
+#: pixels there, 0 = none (shards written before session 7 lack them); a chunk's ``cast``
+#: metadata maps those labels to the captioned attributes
+WHO_SUFFIX = ".who"
 
 
 def to_video(frames: np.ndarray) -> torch.Tensor:
@@ -91,20 +95,49 @@ def character_map(labels: np.ndarray, *, temporal: int, spatial: int, first_chun
     return (frac * 255).round().to(torch.uint8)  # (F, h, w)
 
 
+def who_map(labels: np.ndarray, *, temporal: int, spatial: int, first_chunk: bool) -> torch.Tensor:
+    """Ground-truth label images of one chunk (N, H, W) -> (F, H/spatial, W/spatial) uint8:
+    per latent frame and latent pixel, the label of the character with the most pixels in
+    the cell the latent pixel encodes (all its pixel frames), 0 where no character is. The
+    cells are those of :func:`character_map`."""
+    lab = torch.from_numpy(np.ascontiguousarray(labels)).long()  # (N, H, W)
+    if first_chunk and temporal > 1:
+        lab = torch.cat([lab[:1].repeat(temporal - 1, 1, 1), lab])
+    n, h, w = lab.shape
+    k = int(lab.max())
+    if k == 0:
+        return torch.zeros(n // temporal, h // spatial, w // spatial, dtype=torch.uint8)
+    onehot = torch.nn.functional.one_hot(lab, k + 1)[..., 1:].float()  # (N, H, W, K): label 0 dropped
+    counts = onehot.reshape(n // temporal, temporal, h // spatial, spatial, w // spatial, spatial, k).sum(dim=(1, 3, 5))
+    best, idx = counts.max(dim=-1)  # (F, h, w)
+    return torch.where(best > 0, idx + 1, 0).to(torch.uint8)
+
+
+def chunk_cast(truth) -> dict[str, dict[str, str]]:
+    """The characters of one frame's truth -> {label: captioned attributes the figure draws}
+    (``eval.probe_data.appearance_attributes`` of what the script says), the targets of the
+    DiT's attribute readout (``TrainConfig.attr_weight``)."""
+    from longtake.eval.probe_data import appearance_attributes
+
+    return {str(c.label): appearance_attributes(c.described) for c in truth.characters}
+
+
 @torch.no_grad()
-def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
     """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16,
-    character maps (F_total, H, W) uint8 (:func:`character_map`, from the renderer's exact
-    label images) and per-chunk metadata (prompt, entities, location, cut, switch). ``bf16``
-    runs the encoder under bfloat16 autocast (the latents are stored in float16 anyway)."""
+    character maps and who maps (F_total, H, W) uint8 (:func:`character_map`,
+    :func:`who_map`, from the renderer's exact label images) and per-chunk metadata (prompt,
+    entities, location, cut, switch, cast). ``bf16`` runs the encoder under bfloat16
+    autocast (the latents are stored in float16 anyway)."""
     t = vae.temporal_factor
     timeline = plan(story, frames_per_chunk=t * latent_frames, first_chunk_frames=1 + t * (latent_frames - 1))
     renderer = WorldRenderer(story)
-    lats, chars, meta = [], [], []
+    lats, chars, whos, meta = [], [], [], []
     for chunk in timeline.chunks:
         frames, truths = renderer.render_chunk(chunk, masks=True)
-        chars.append(character_map(np.stack([tr.mask for tr in truths]), temporal=t, spatial=vae.spatial_factor,
-                                   first_chunk=chunk.index == 0))
+        labels = np.stack([tr.mask for tr in truths])
+        chars.append(character_map(labels, temporal=t, spatial=vae.spatial_factor, first_chunk=chunk.index == 0))
+        whos.append(who_map(labels, temporal=t, spatial=vae.spatial_factor, first_chunk=chunk.index == 0))
         video = to_video(frames)  # (1, 3, N, H, W)
         if chunk.index > 0 and t > 1:
             # Continuation groups of t frames are encoded independently of what came before
@@ -120,8 +153,8 @@ def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple
         if chars[-1].shape != (latent_frames, *z.shape[3:]):
             raise TrainError(f"chunk {chunk.index}: character map {tuple(chars[-1].shape)} does not match latents {tuple(z.shape[2:])}")
         meta.append({"prompt": chunk.prompt, "entities": list(chunk.entities), "location": chunk.location,
-                     "cut": chunk.cut, "switch": chunk.switch})
-    return torch.cat(lats), torch.cat(chars), meta
+                     "cut": chunk.cut, "switch": chunk.switch, "cast": chunk_cast(truths[0])})
+    return torch.cat(lats), torch.cat(chars), torch.cat(whos), meta
 
 
 def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: int,
@@ -139,9 +172,10 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
         if not path.exists():
             tensors, metas = {}, {}
             for j in members:
-                z, chars, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
+                z, chars, who, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
                 tensors[f"story{j:06d}"] = z.contiguous()
                 tensors[f"story{j:06d}{CHARS_SUFFIX}"] = chars.contiguous()
+                tensors[f"story{j:06d}{WHO_SUFFIX}"] = who.contiguous()
                 metas[f"story{j:06d}"] = meta
                 done += 1
                 if on_story:
@@ -160,19 +194,40 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
 
 @dataclass
 class LatentStory:
-    latents: torch.Tensor  # (F_total, C, H, W) float16; C + 1 with the character map as last channel
+    latents: torch.Tensor  # (F_total, C [+ 1 character map] [+ A attribute maps], H, W) float16
     chunks: list[dict]
+
+
+def attribute_maps(who: torch.Tensor, chunks: list[dict], latent_frames: int) -> torch.Tensor:
+    """Who maps (F_total, H, W) uint8 of one story and its chunks' ``cast`` -> (F_total, A, H, W)
+    float16: per latent pixel the class index of each captioned attribute
+    (``eval.probe_data.ATTRIBUTES`` order) of the character there, -1 where no character is
+    or the attribute is not captioned or not drawn."""
+    from longtake.eval.probe_data import ATTRIBUTES
+
+    names = list(ATTRIBUTES)
+    out = torch.full((who.shape[0], len(names), *who.shape[1:]), -1.0, dtype=torch.float16)
+    for c, meta in enumerate(chunks):
+        span = slice(c * latent_frames, (c + 1) * latent_frames)
+        for label, attrs in meta.get("cast", {}).items():
+            at = who[span] == int(label)  # (F, H, W)
+            for a, name in enumerate(names):
+                if name in attrs:
+                    out[span, a][at] = float(ATTRIBUTES[name].index(attrs[name]))
+    return out
 
 
 class LatentClips:
     """All latent stories in memory; samples DiT training clips [sink chunk | consecutive chunks].
 
     ``with_chars=True`` appends each latent frame's character map (fraction of character
-    pixels, 0..1) as one more channel, so every clip, single chunk and memory clip carries
-    its map through the same slicing; :func:`split_chars` takes it off again.
+    pixels, 0..1) as one more channel and ``with_attrs=True`` the attribute maps
+    (:func:`attribute_maps`, one channel per captioned attribute), so every clip, single
+    chunk and memory clip carries its maps through the same slicing; :func:`split_maps`
+    takes them off again.
     """
 
-    def __init__(self, root: Path, *, latent_frames: int, with_chars: bool = False) -> None:
+    def __init__(self, root: Path, *, latent_frames: int, with_chars: bool = False, with_attrs: bool = False) -> None:
         from safetensors import safe_open
 
         index = root / "index.json"
@@ -180,12 +235,13 @@ class LatentClips:
             raise TrainError(f"{root}: no index.json; the latents stage did not finish")
         self.latent_frames = latent_frames
         self.with_chars = with_chars
+        self.with_attrs = with_attrs
         self.stories: list[LatentStory] = []
         for name in json.loads(index.read_text(encoding="utf-8"))["shards"]:
             with safe_open(str(root / name), framework="pt") as fh:
                 metas = json.loads((fh.metadata() or {})["chunks"])
                 keys = set(fh.keys())
-                for key in sorted(k for k in keys if not k.endswith(CHARS_SUFFIX)):
+                for key in sorted(k for k in keys if not k.endswith((CHARS_SUFFIX, WHO_SUFFIX))):
                     lat = fh.get_tensor(key)
                     if with_chars:
                         if key + CHARS_SUFFIX not in keys:
@@ -193,6 +249,11 @@ class LatentClips:
                                              "write the latents again or set char_weight=0")
                         chars = fh.get_tensor(key + CHARS_SUFFIX).to(torch.float16).div_(255)  # (F, H, W)
                         lat = torch.cat([lat, chars[:, None]], dim=1)
+                    if with_attrs:
+                        if key + WHO_SUFFIX not in keys:
+                            raise TrainError(f"{root / name}: {key} has no who maps (latents written before session 7); "
+                                             "write the latents again or set attr_weight=0")
+                        lat = torch.cat([lat, attribute_maps(fh.get_tensor(key + WHO_SUFFIX), metas[key], latent_frames)], dim=1)
                     self.stories.append(LatentStory(lat, metas[key]))
         if not self.stories:
             raise TrainError(f"{root}: no stories")
@@ -291,9 +352,15 @@ class LatentClips:
         return [c["prompt"] for s in self.stories for c in s.chunks]
 
 
-def split_chars(x: torch.Tensor, with_chars: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, C[+1], F, H, W) from :class:`LatentClips` -> latents and the character map (B, F, H, W)
-    (None when the clips carry none)."""
+def split_maps(x: torch.Tensor, with_chars: bool, with_attrs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(B, C [+1] [+A], F, H, W) from :class:`LatentClips` -> latents, the character map
+    (B, F, H, W) and the attribute maps (B, A, F, H, W) long, -1 = none (each None when the
+    clips carry none)."""
+    attrs = None
+    if with_attrs:
+        from longtake.eval.probe_data import ATTRIBUTES
+
+        x, attrs = x[:, : -len(ATTRIBUTES)], x[:, -len(ATTRIBUTES):].round().long()
     if not with_chars:
-        return x, None
-    return x[:, :-1], x[:, -1]
+        return x, None, attrs
+    return x[:, :-1], x[:, -1], attrs

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 from einops import rearrange, repeat
+from torch import nn
 
 from longtake.model.config import get_preset
 from longtake.model.dit import CausalWanDiT
@@ -37,7 +39,7 @@ from longtake.sample.samplers import sample_euler, sample_few_step
 from longtake.sample.schedules import flow_shift, sampler_sigmas
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
-from longtake.train.data import LatentClips, split_chars
+from longtake.train.data import LatentClips, split_maps
 from longtake.train.plots import plot_losses
 from longtake.train.vae_stage import lr_at
 
@@ -114,23 +116,89 @@ def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list
     return [q if k else "" for q, k in zip(prompts, keep)]
 
 
+class AttributeReadout(nn.Module):
+    """Training-only head on the hidden states of one DiT block: per latent pixel, logits of
+    every captioned attribute of the character drawn there (``eval.probe_data.ATTRIBUTES``).
+
+    Why (session 7): the shipped and the session 6 models drew the same character pixels
+    whatever the prompt said about the characters (swapping every description changed their
+    x0 error by < 1%, swapping the setting changed the background's 3x). A figure's colours
+    are visible in the noisy input at low noise and its place unknown at high noise, so the
+    pixel loss gains little from reading the description. Asking the block's features to
+    name the attributes of the figure under them (targets from the script, never from a
+    probe) makes the cross-attention carry them, much as REPA (Yu et al. 2024) aligns a
+    DiT's hidden states with a representation. Not exported: the rendered model is unchanged.
+    """
+
+    def __init__(self, dim: int, patch_size: tuple[int, int, int], layer: int) -> None:
+        super().__init__()
+        from longtake.eval.probe_data import ATTRIBUTES
+
+        self.sizes = [len(v) for v in ATTRIBUTES.values()]
+        self.patch = tuple(patch_size)
+        self.layer = layer
+        self.proj = nn.Linear(dim, sum(self.sizes) * int(np.prod(self.patch)))
+
+    def forward(self, h: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """h (B, L, D) of a (F', H', W') token grid -> logits (B, sum of classes, F, H, W) float32."""
+        f, hh, ww = grid
+        pt, ph, pw = self.patch
+        out = self.proj(h).float()
+        return rearrange(out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=hh, w=ww, pt=pt, ph=ph, pw=pw)
+
+    def error(self, logits: torch.Tensor, attrs: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over the latent pixels of noisy frames (noisy (B, F) bool) whose
+        attribute is defined (attrs (B, A, F, H, W), -1 = none) and their count."""
+        target = attrs.masked_fill(~noisy[:, None, :, None, None], -1)
+        total, count = logits.new_zeros(()), logits.new_zeros(())
+        start = 0
+        for a, n in enumerate(self.sizes):
+            t = target[:, a]
+            total = total + nnf.cross_entropy(logits[:, start : start + n], t, ignore_index=-1, reduction="sum")
+            count = count + (t >= 0).sum()
+            start += n
+        return total, count
+
+
+def _hidden_of(dit: CausalWanDiT, layer: int):
+    """Context manager-free hook: returns (store, handle); ``store[0]`` is block ``layer``'s output h."""
+    store: list[torch.Tensor] = []
+    handle = dit.blocks[layer].register_forward_hook(lambda _m, _i, out: store.append(out[0]))
+    return store, handle
+
+
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
-                 cfg: TrainConfig, rng, gen, with_chars: bool = False, **dit_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise the latents of ``x`` (B, C[+1], G*F, H, W; the extra channel is the character
-    map when ``with_chars``) at one level per group of F frames (group_sigma (B, G), 0 =
-    clean context), one prompt per group (some dropped, ``cfg.text_dropout``), one
-    causal_window pass -> (summed error of the noisy frames, their count)."""
-    x0, chars = split_chars(x, with_chars)
+                 cfg: TrainConfig, rng, gen, with_chars: bool = False, readout: AttributeReadout | None = None,
+                 **dit_kwargs) -> tuple[torch.Tensor, ...]:
+    """Noise the latents of ``x`` (B, C[+maps], G*F, H, W; the extra channels are the maps of
+    ``split_maps``: the character map when ``with_chars``, the attribute maps when
+    ``readout`` is given) at one level per group of F frames (group_sigma (B, G), 0 = clean
+    context), one prompt per group (some dropped, ``cfg.text_dropout``), one causal_window
+    pass -> (summed error of the noisy frames, their count, summed attribute cross-entropy,
+    its count; the last two zero without ``readout``)."""
+    x0, chars, attrs = split_maps(x, with_chars, readout is not None)
     g = group_sigma.shape[1]
     sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
     eps = torch.randn(x0.shape, generator=gen)
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
     emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*G, T, D)
-    v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
+    if readout is not None:
+        store, handle = _hidden_of(dit, readout.layer)
+    try:
+        v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
+    finally:
+        if readout is not None:
+            handle.remove()
     err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
     w = (sigma > 0).float()
-    return (err * w).sum(), w.sum()
+    zero = err.new_zeros(())
+    ce, n = zero, zero
+    if readout is not None:
+        pt, ph, pw = readout.patch
+        grid = (x0.shape[2] // pt, x0.shape[3] // ph, x0.shape[4] // pw)
+        ce, n = readout.error(readout(store[-1], grid), attrs, sigma > 0)
+    return (err * w).sum(), w.sum(), ce, n
 
 
 def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean: int = 0) -> torch.Tensor:
@@ -143,34 +211,42 @@ def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean:
     return torch.where(clean, torch.zeros_like(sig), sig)
 
 
-def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
+def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int,
+                 readout: AttributeReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Diffusion-forcing loss of one batch of clips, plus ``cfg.solo_batch`` single chunks
-    made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss, loss
-    value): the mean error over all noisy frames."""
+    made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss,
+    metrics): the mean error over all noisy frames (``forcing``), plus ``cfg.attr_weight``
+    times the attribute readout's mean cross-entropy (``attr``) when ``readout`` is given."""
     k, f = cfg.clip_chunks, clips.latent_frames
-    x, prompts = clips.batch(rng, batch, k)  # (B, C[+1 character map], K*F, H, W)
+    x, prompts = clips.batch(rng, batch, k)  # (B, C[+maps], K*F, H, W)
     wc = clips.with_chars
-    total, count = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc)
+    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        t, c = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc)
-        total, count = total + t, count + c
+        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout)
+        sums = tuple(a + b for a, b in zip(sums, more))
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        t, c = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, sink_frames=f + cfg.memory_frames)
-        total, count = total + t, count + c
+        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, sink_frames=f + cfg.memory_frames)
+        sums = tuple(a + b for a, b in zip(sums, more))
+    total, count, ce, n = sums
     loss = total / count.clamp_min(1.0)
-    return loss, float(loss.detach())
+    metrics = {"forcing": float(loss.detach())}
+    if readout is not None:
+        attr = ce / n.clamp_min(1.0)
+        metrics["attr"] = float(attr.detach())
+        loss = loss + cfg.attr_weight * attr
+    return loss, metrics
 
 
 def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
     """Self-rollout loss: generate the context with the model, train the next chunk."""
     x, prompts = clips.batch(rng, batch, cfg.clip_chunks)
-    x0, chars = split_chars(x, clips.with_chars)
+    x0, chars, _ = split_maps(x, clips.with_chars, clips.with_attrs)
     b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
     sigmas = inference_sigmas(cfg)
     cache = dit.new_cache()
@@ -207,18 +283,26 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         tokenizer.save(vocab_path)
     dit, text = build_models(cfg, tokenizer, latent_channels)
     params = [{"params": list(dit.parameters()), "lr": cfg.lr}, {"params": list(text.parameters()), "lr": cfg.text_lr}]
+    readout = None
+    if cfg.attr_weight > 0:
+        if not clips.with_attrs:
+            raise TrainError("attr_weight > 0 needs latent clips with attribute maps (LatentClips(with_attrs=True))")
+        readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=dit.config.num_layers // 2)
+        params.append({"params": list(readout.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, betas=(0.9, 0.99), weight_decay=0.01)
     ema_dit, ema_text = EMA(dit, cfg.ema), EMA(text, cfg.ema)
-    step, losses = 0, {"forcing": [], "rollout": []}
+    step, losses = 0, {"forcing": [], "rollout": [], "attr": []}
     total = cfg.forcing_steps + cfg.rollout_steps
     ckpt = load_checkpoint(out / "ckpt.pt")
     if ckpt is not None:
         dit.load_state_dict(ckpt["dit"])
         text.load_state_dict(ckpt["text"])
+        if readout is not None:
+            readout.load_state_dict(ckpt["readout"])
         opt.load_state_dict(ckpt["opt"])
         ema_dit.shadow, ema_text.shadow = ckpt["ema_dit"], ckpt["ema_text"]
         step = int(ckpt["step"])
-        losses = {k: [tuple(x) for x in v] for k, v in ckpt["losses"].items()}
+        losses.update({k: [tuple(x) for x in v] for k, v in ckpt["losses"].items()})
         log.info("DiT: resumed at step %d of %d", step, total)
     clock = Clock(cfg.checkpoint_seconds)
     dit.train()
@@ -231,11 +315,11 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             base = [cfg.rollout_lr, cfg.rollout_lr]
         else:
             base = [lr_at(step, cfg.forcing_steps, cfg.lr, cfg.warmup), lr_at(step, cfg.forcing_steps, cfg.text_lr, cfg.warmup)]
+        base += base[:1] * (len(opt.param_groups) - 2)  # the readout follows the DiT's rate
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr
         with autocast(cfg):
-            loss, value = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch)
-            metrics = {"forcing": value}
+            loss, metrics = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch, readout)
             if rollout:
                 rl, rvalue = rollout_loss(dit, text, clips, cfg, rng, gen, cfg.rollout_batch)
                 loss = loss + rl
@@ -250,16 +334,20 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         losses["forcing"].append((step, metrics["forcing"]))
         if rollout:
             losses["rollout"].append((step, metrics["rollout"]))
+        if "attr" in metrics:
+            losses["attr"].append((step, metrics["attr"]))
         if on_log and (step % cfg.log_every == 0 or step == total):
             on_log(stage, step, total, metrics)
         if clock.due() or step == total or step == cfg.forcing_steps:
             save_checkpoint(out / "ckpt.pt", {
                 "dit": dit.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
+                **({"readout": readout.state_dict()} if readout is not None else {}),
                 "ema_dit": ema_dit.shadow, "ema_text": ema_text.shadow, "step": step,
                 "losses": {k: [list(x) for x in v] for k, v in losses.items()},
             })
             plot_losses(run / "plots" / "dit_loss.png",
-                        {"diffusion forcing": losses["forcing"], "self-rollout (next chunk)": losses["rollout"]},
+                        {"diffusion forcing": losses["forcing"], "self-rollout (next chunk)": losses["rollout"],
+                         "attribute readout (cross-entropy)": losses["attr"]},
                         title="built-in DiT + text encoder")
     ema_dit.copy_to(dit)
     ema_text.copy_to(text)

@@ -129,7 +129,7 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
                                                      on_story=lambda d, t: emit("latents", d, t)))
     if stop("latents"):
         return run
-    clips = LatentClips(latents, latent_frames=dcfg.frames_per_chunk, with_chars=cfg.char_weight > 0)
+    clips = LatentClips(latents, latent_frames=dcfg.frames_per_chunk, with_chars=cfg.char_weight > 0, with_attrs=cfg.attr_weight > 0)
     model_dir = run / "model"
     if (model_dir / "model.json").is_file():
         meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
