@@ -174,11 +174,36 @@ def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
     sigma = torch.tensor([[0.0, 0.7]])  # first chunk clean context, second noisy
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
     _, _, ce, n = _noisy_error(dit, text, x, prompts, sigma, cfg, rng, gen, False, readout)
-    assert int(n) == f * 4  # 4 labelled pixels in each of the noisy chunk's frames only
+    assert int(n) == f  # one character with one captioned attribute in each of the noisy chunk's frames only
     (ce / n).backward()
     assert readout.proj.weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in text.parameters())
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in dit.proj_out.parameters())  # the head is not on its path
+
+
+def test_attribute_readout_pools_each_character_of_each_frame():
+    from longtake.eval.probe_data import ATTRIBUTES
+    from longtake.train.dit_stage import AttributeReadout
+
+    ro = AttributeReadout(4, (1, 2, 2), layer=0)
+    a = len(ATTRIBUTES)
+    attrs = torch.full((1, a, 2, 4, 4), -1)
+    attrs[0, 0, 0, 0:2, 0:2] = 1  # frame 0: a character on token (0, 0) ...
+    attrs[0, 0, 0, 2:4, 2:3] = 2  # ... and another on half of token (1, 1)
+    attrs[0, 3, 0, 2:4, 2:3] = 5
+    attrs[0, 0, 1, 0:1, 0:4] = 1  # frame 1: the first one again, across tokens (0, 0) and (0, 1)
+    h = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 8, 4)  # token t's features are 4t..4t+3
+    feats, targets = ro.pool(h, attrs, torch.tensor([[True, True]]))
+    assert feats.shape == (3, 4) and targets.shape == (3, a)
+    rows = {tuple(t.tolist()): f for t, f in zip(targets, feats)}
+    first = tuple([1] + [-1] * (a - 1))
+    second = tuple([2, -1, -1, 5] + [-1] * (a - 4))
+    assert set(rows) == {first, second}
+    assert torch.equal(rows[second], h[0, 3])  # frame 0, token (1, 1)
+    assert sorted(float(f[0]) for t, f in zip(targets, feats) if tuple(t.tolist()) == first) == [0.0, 4.0 * 4 + 2.0]  # frame 1: tokens 4 and 5
+    feats, targets = ro.pool(h, attrs, torch.tensor([[False, True]]))  # frame 0 clean: not counted
+    assert feats.shape == (1, 4) and tuple(targets[0].tolist()) == first
+    assert ro.pool(h, attrs, torch.tensor([[False, False]]))[0].shape == (0, 4)
 
 
 def test_attr_weight_needs_who_maps(tmp_path):

@@ -117,8 +117,9 @@ def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list
 
 
 class AttributeReadout(nn.Module):
-    """Training-only head on the hidden states of one DiT block: per latent pixel, logits of
-    every captioned attribute of the character drawn there (``eval.probe_data.ATTRIBUTES``).
+    """Training-only head on the hidden states of one DiT block: for every character in every
+    noisy frame, its captioned attributes (``eval.probe_data.ATTRIBUTES``) from the block's
+    features averaged over the latent pixels the character covers.
 
     Why (session 7): the shipped and the session 6 models drew the same character pixels
     whatever the prompt said about the characters (swapping every description changed their
@@ -127,7 +128,9 @@ class AttributeReadout(nn.Module):
     pixel loss gains little from reading the description. Asking the block's features to
     name the attributes of the figure under them (targets from the script, never from a
     probe) makes the cross-attention carry them, much as REPA (Yu et al. 2024) aligns a
-    DiT's hidden states with a representation. Not exported: the rendered model is unchanged.
+    DiT's hidden states with a representation. Pooled per character, because a single
+    pixel of a figure shows few of its attributes (the hair is not where the trousers are).
+    Not exported: the rendered model is unchanged.
     """
 
     def __init__(self, dim: int, patch_size: tuple[int, int, int], layer: int) -> None:
@@ -137,24 +140,43 @@ class AttributeReadout(nn.Module):
         self.sizes = [len(v) for v in ATTRIBUTES.values()]
         self.patch = tuple(patch_size)
         self.layer = layer
-        self.proj = nn.Linear(dim, sum(self.sizes) * int(np.prod(self.patch)))
+        self.proj = nn.Linear(dim, sum(self.sizes))
 
-    def forward(self, h: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """h (B, L, D) of a (F', H', W') token grid -> logits (B, sum of classes, F, H, W) float32."""
-        f, hh, ww = grid
+    def pool(self, h: torch.Tensor, attrs: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h (B, L, D) over the token grid of attrs (B, A, F, H, W; -1 = no character) ->
+        features (N, D) float32 and targets (N, A) of the N characters of the noisy frames
+        (noisy (B, F) bool): each the mean of its latent pixels' token features. A character
+        is the set of pixels of a frame with one attribute vector (two look-alikes in one
+        frame pool together, which keeps their common targets right)."""
+        b, a, f, hh, ww = attrs.shape
         pt, ph, pw = self.patch
-        out = self.proj(h).float()
-        return rearrange(out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=hh, w=ww, pt=pt, ph=ph, pw=pw)
+        tok = rearrange(h.float(), "b (f h w) d -> b f h w d", f=f // pt, h=hh // ph, w=ww // pw)
+        tok = tok.repeat_interleave(pt, 1).repeat_interleave(ph, 2).repeat_interleave(pw, 3)  # (B, F, H, W, D)
+        lab = rearrange(attrs, "b a f h w -> b f h w a")
+        on = (lab >= 0).any(-1) & noisy[:, :, None, None]  # (B, F, H, W)
+        if not bool(on.any()):
+            return tok.new_zeros((0, tok.shape[-1])), attrs.new_zeros((0, a))
+        base = max(self.sizes) + 1
+        key = ((lab + 1) * base ** torch.arange(a)).sum(-1)  # (B, F, H, W) one integer per attribute vector
+        frame = torch.arange(b * f).reshape(b, f, 1, 1).expand_as(key)
+        groups, inverse = torch.unique(torch.stack([frame[on], key[on]], 1), dim=0, return_inverse=True)
+        n = groups.shape[0]
+        feats = tok.new_zeros((n, tok.shape[-1])).index_add_(0, inverse, tok[on])
+        counts = torch.bincount(inverse, minlength=n).float()
+        targets = lab[on].new_full((n, a), -1).index_copy_(0, inverse, lab[on])  # any pixel of a group: all equal
+        return feats / counts[:, None], targets
 
-    def error(self, logits: torch.Tensor, attrs: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy over the latent pixels of noisy frames (noisy (B, F) bool) whose
-        attribute is defined (attrs (B, A, F, H, W), -1 = none) and their count."""
-        target = attrs.masked_fill(~noisy[:, None, :, None, None], -1)
+    def error(self, h: torch.Tensor, attrs: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed cross-entropy over the characters of the noisy frames and their defined
+        attributes, and the number of those (character, attribute) pairs."""
+        feats, targets = self.pool(h, attrs, noisy)
+        logits = self.proj(feats)
         total, count = logits.new_zeros(()), logits.new_zeros(())
         start = 0
-        for a, n in enumerate(self.sizes):
-            t = target[:, a]
-            total = total + nnf.cross_entropy(logits[:, start : start + n], t, ignore_index=-1, reduction="sum")
+        for k, n in enumerate(self.sizes):
+            t = targets[:, k]
+            if bool((t >= 0).any()):
+                total = total + nnf.cross_entropy(logits[:, start : start + n], t, ignore_index=-1, reduction="sum")
             count = count + (t >= 0).sum()
             start += n
         return total, count
@@ -195,9 +217,7 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     zero = err.new_zeros(())
     ce, n = zero, zero
     if readout is not None:
-        pt, ph, pw = readout.patch
-        grid = (x0.shape[2] // pt, x0.shape[3] // ph, x0.shape[4] // pw)
-        ce, n = readout.error(readout(store[-1], grid), attrs, sigma > 0)
+        ce, n = readout.error(store[-1], attrs, sigma > 0)
     return (err * w).sum(), w.sum(), ce, n
 
 
