@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -182,11 +183,15 @@ class AttributeReadout(nn.Module):
         return total, count
 
 
-def _hidden_of(dit: CausalWanDiT, layer: int):
-    """Context manager-free hook: returns (store, handle); ``store[0]`` is block ``layer``'s output h."""
+@contextmanager
+def _block_output(dit: CausalWanDiT, layer: int):
+    """Collects the hidden states h (B, L, D) that block ``layer`` outputs while the context is open."""
     store: list[torch.Tensor] = []
     handle = dit.blocks[layer].register_forward_hook(lambda _m, _i, out: store.append(out[0]))
-    return store, handle
+    try:
+        yield store
+    finally:
+        handle.remove()
 
 
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
@@ -205,19 +210,14 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
     emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*G, T, D)
-    if readout is not None:
-        store, handle = _hidden_of(dit, readout.layer)
-    try:
+    with _block_output(dit, readout.layer) if readout is not None else nullcontext([]) as hidden:
         v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
-    finally:
-        if readout is not None:
-            handle.remove()
     err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
     w = (sigma > 0).float()
     zero = err.new_zeros(())
     ce, n = zero, zero
     if readout is not None:
-        ce, n = readout.error(store[-1], attrs, sigma > 0)
+        ce, n = readout.error(hidden[-1], attrs, sigma > 0)
     return (err * w).sum(), w.sum(), ce, n
 
 
