@@ -76,8 +76,8 @@ class TrainConfig:
     # learnt every place and drew no one. Needs latents with character maps (session 6+).
     char_weight: float = 0.0
     # weight of the attribute readout (dit_stage.AttributeReadout): a training-only head on
-    # the middle DiT block names the captioned attributes of the character under each latent
-    # pixel, so the block must read them from the prompt. Needs latents with who maps
+    # the middle DiT block names each character's captioned attributes from the block's
+    # features pooled over its pixels, so the block must read them from the prompt. Needs latents with who maps
     # (session 7+). 0 = off.
     attr_weight: float = 0.0
     lr: float = 4e-4
