@@ -5,6 +5,11 @@
   (Zhou et al. 2019, "Objects as Points": a centre heat map, the box size and a sub-cell
   offset at output stride 4), which separates characters that overlap, where connected
   components of a person mask would merge them.
+* :class:`BoxNet` -- the second stage of the detector: from a context crop around a
+  detected box it regresses corrections of the box's four edges (as the second stage of
+  Faster R-CNN, Ren et al. 2015, refines its proposals). The centre-net's boxes put the top
+  edge a median 3.5% of the figure's height off, enough to shift the head crop off hair and
+  hat; refined, 0.7%.
 * :class:`CropNet` -- a net over one character crop (64x32, see :func:`crop_boxes`): the
   captioned attributes, the hidden details, the pose, and an L2-normalised identity
   embedding trained with a supervised contrastive loss (Khosla et al. 2020) whose batches
@@ -122,6 +127,74 @@ def decode_boxes(heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, *
         boxes, scores = boxes[keep], scores[keep]
         out.append((boxes.numpy().astype(np.float32), scores.numpy().astype(np.float32)))
     return out
+
+
+# -- box refinement --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """BoxNet sizes. The context crop is centred on the box, ``pad_h`` x its height tall and
+    ``pad_w`` x its height wide (a waving or walking figure is wider than it is tall would
+    suggest), resampled to ``crop_hw``; the net sees the box's edges and what lies beyond them."""
+
+    crop_hw: tuple[int, int] = (64, 48)
+    pad_h: float = 1.5
+    pad_w: float = 1.1
+    widths: tuple[int, int, int, int] = (16, 32, 48, 64)
+    hidden: int = 128
+
+
+class BoxNet(nn.Module):
+    """context crops (M, 3, *crop_hw) in [0, 1] -> (M, 4) corrections of x0, y0, x1, y1 in units
+    of the box height (:func:`refine_targets`, :func:`apply_refinement`). The last feature map is
+    flattened, not pooled, so where an edge lies stays in the features. Starts as the identity
+    (zero corrections)."""
+
+    def __init__(self, cfg: BoxConfig = BoxConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w1, w2, w3, w4 = cfg.widths
+        self.trunk = nn.Sequential(conv_bn(3, w1), conv_bn(w1, w2, 2), conv_bn(w2, w2), conv_bn(w2, w3, 2), conv_bn(w3, w3),
+                                   conv_bn(w3, w4, 2), conv_bn(w4, w4))
+        h, w = cfg.crop_hw
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(w4 * (h // 8) * (w // 8), cfg.hidden), nn.ReLU(inplace=True),
+                                nn.Linear(cfg.hidden, 4))
+        nn.init.zeros_(self.fc[-1].weight)
+        nn.init.zeros_(self.fc[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x - 0.5))
+
+    def context(self, images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """images (N, C, H, W), frame_index (M,), boxes (M, 4) x0,y0,x1,y1 -> (M, C, *crop_hw)."""
+        boxes = boxes.float()
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        h = (boxes[:, 3] - boxes[:, 1]).clamp_min(4.0)
+        return _resample(images, frame_index, cx, cy, h * self.cfg.pad_w, h * self.cfg.pad_h, self.cfg.crop_hw)
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """The boxes (M, 4) after one refinement, clamped to the frame."""
+        if boxes.shape[0] == 0:
+            return boxes
+        delta = torch.cat([self(self.context(images, frame_index[i : i + batch], boxes[i : i + batch]))
+                           for i in range(0, boxes.shape[0], batch)])
+        out = apply_refinement(boxes.float(), delta)
+        H, W = images.shape[-2:]
+        out[:, 0::2] = out[:, 0::2].clamp(0, W)
+        out[:, 1::2] = out[:, 1::2].clamp(0, H)
+        return out
+
+
+def refine_targets(boxes: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """(M, 4) what :class:`BoxNet` learns: (truth - box) / box height, per edge."""
+    return (truth - boxes) / (boxes[:, 3] - boxes[:, 1]).clamp_min(4.0)[:, None]
+
+
+def apply_refinement(boxes: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`refine_targets`: boxes (M, 4) moved by delta (M, 4) box heights."""
+    return boxes + delta * (boxes[:, 3] - boxes[:, 1]).clamp_min(4.0)[:, None]
 
 
 # -- crops ---------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from safetensors.torch import load_file, save_file
 from longtake.atomic import atomic_output, write_text_atomic
 from longtake.eval.errors import EvalError
 from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES, appearance_attributes
-from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
-                                        crop_boxes, decode_boxes)
+from longtake.eval.probe_models import (AlignConfig, AlignNet, BoxConfig, BoxNet, CropConfig, CropNet, SceneConfig, SceneNet,
+                                        bag_inputs, crop_boxes, decode_boxes)
 from longtake.model.tokenizer import Tokenizer
 from longtake.world.vocab import Appearance
 
@@ -77,14 +77,16 @@ def match_attributes(appearance: Appearance, instances: list[Instance]) -> float
 
 
 class StoryWorldProbes:
-    """The four probes over one set of weights. Build with :meth:`load`."""
+    """The four probes over one set of weights. Build with :meth:`load`. ``refine`` (optional)
+    is the detector's second stage: it moves every detected box before the crops are read."""
 
     def __init__(self, scene: SceneNet, crop: CropNet, align: AlignNet | None = None, tokenizer: Tokenizer | None = None,
                  *, threshold: float = 0.35, hidden_weight: float = 1.5, meta: dict[str, Any] | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", refine: BoxNet | None = None) -> None:
         self.device = torch.device(device)
         self.scene = scene.to(self.device).eval()
         self.crop = crop.to(self.device).eval()
+        self.refine = refine.to(self.device).eval() if refine is not None else None
         self.align = align.to(self.device).eval() if align is not None else None
         self.tokenizer = tokenizer
         self.threshold = float(threshold)
@@ -113,7 +115,10 @@ class StoryWorldProbes:
             crop = CropNet(CropConfig(**crop_cfg))
             scene.load_state_dict(_prefixed(tensors, "scene."))
             crop.load_state_dict(_prefixed(tensors, "crop."))
-            align, tok = None, None
+            align, tok, refine = None, None, None
+            if cfg.get("refine"):
+                refine = BoxNet(BoxConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["refine"].items()}))
+                refine.load_state_dict(_prefixed(tensors, "refine."))
             if cfg.get("align"):
                 align = AlignNet(AlignConfig(**cfg["align"]))
                 align.load_state_dict(_prefixed(tensors, "align."))
@@ -121,7 +126,7 @@ class StoryWorldProbes:
         except (KeyError, TypeError, RuntimeError) as err:
             raise EvalError(f"StoryWorld probes in {path} do not match this version of longtake: {err}") from err
         return cls(scene, crop, align, tok, threshold=cfg.get("threshold", 0.35), hidden_weight=cfg.get("hidden_weight", 1.5),
-                   meta=cfg.get("meta", {}), device=device)
+                   meta=cfg.get("meta", {}), device=device, refine=refine)
 
     def save(self, folder: str | Path, *, meta: dict[str, Any] | None = None) -> None:
         """Write ``probes.safetensors`` and ``probes.json`` into ``folder``."""
@@ -129,9 +134,12 @@ class StoryWorldProbes:
         path.mkdir(parents=True, exist_ok=True)
         tensors = {f"scene.{k}": v for k, v in self.scene.state_dict().items()}
         tensors |= {f"crop.{k}": v for k, v in self.crop.state_dict().items()}
+        if self.refine is not None:
+            tensors |= {f"refine.{k}": v for k, v in self.refine.state_dict().items()}
         cfg: dict[str, Any] = {"format": "longtake-storyworld-probes", "version": 1, "threshold": self.threshold,
                                "hidden_weight": self.hidden_weight,
                                "scene": vars(self.scene.cfg), "crop": vars(self.crop.cfg), "align": None,
+                               "refine": vars(self.refine.cfg) if self.refine is not None else None,
                                "locations": list(LOCATION_IDS), "attributes": {k: list(v) for k, v in ATTRIBUTES.items()},
                                "hidden": {k: list(v) for k, v in HIDDEN.items()}, "poses": list(POSES)}
         if self.align is not None and self.tokenizer is not None:
@@ -193,20 +201,21 @@ class StoryWorldProbes:
         return [LOCATION_IDS[i] for i in self.location_probs(frames).argmax(1)]
 
     def _detect(self, x: torch.Tensor, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-        """Boxes of all frames: index (M,), boxes (M, 4) and scores (M,) at 128 px, areas (M)."""
+        """Boxes of all frames (refined when the probes have a second stage): index (M,), boxes
+        (M, 4) and scores (M,) at 128 px, areas (M) person pixels in each box."""
         dets = decode_boxes(out["heat"], out["size"], out["offset"], stride=self.scene.cfg.stride, threshold=self.threshold,
                             frame_hw=(SIZE, SIZE))
+        index = torch.tensor([i for i, (b, _) in enumerate(dets) for _ in range(len(b))], dtype=torch.long)
+        boxes = torch.from_numpy(np.concatenate([np.zeros((0, 4), np.float32), *(b for b, _ in dets)]).astype(np.float32))
+        scores = torch.from_numpy(np.concatenate([np.zeros(0, np.float32), *(s for _, s in dets)]).astype(np.float32))
+        if self.refine is not None:
+            boxes = self.refine.refine(x, index, boxes)
         person = Fn.interpolate(out["mask"], size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0] > 0  # (N, 128, 128)
-        index, boxes, scores, areas = [], [], [], []
-        for i, (b, s) in enumerate(dets):
-            for box, score in zip(b, s):
-                x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-                index.append(i)
-                boxes.append(box)
-                scores.append(score)
-                areas.append(int(person[i, y0:y1, x0:x1].sum()))
-        return (torch.tensor(index, dtype=torch.long), torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
-                torch.tensor(scores, dtype=torch.float32), areas)
+        areas = []
+        for i, box in zip(index.tolist(), boxes.tolist()):
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            areas.append(int(person[i, y0:y1, x0:x1].sum()))
+        return index, boxes, scores, areas
 
     def instances(self, frames: np.ndarray) -> list[list[Instance]]:
         """frames (N, H, W, 3) uint8 -> per frame, the characters found (highest score first)."""

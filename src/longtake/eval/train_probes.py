@@ -3,7 +3,8 @@
     python -m longtake.eval.train_probes --out src/longtake/assets/probes
 
 Trains, on one CPU thread: :class:`SceneNet` (location, person mask, character centres),
-then :class:`CropNet` (attributes, hidden details, pose, identity embedding), then
+then :class:`BoxNet` (the detector's second stage, which refines its boxes), then
+:class:`CropNet` (attributes, hidden details, pose, identity embedding), then
 :class:`AlignNet` on the pooled features of the two others. Training frames come from
 ``sample_story(seed, 30, split="train")`` in two seed variants (twins with the same captions
 and different hidden details), with random blur / resampling / noise / colour jitter so the
@@ -27,8 +28,10 @@ import torch.nn.functional as Fn
 from einops import reduce
 
 from longtake.eval.probe_data import (ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, build_data, relight)
-from longtake.eval.probe_models import (AlignConfig, AlignNet, CropConfig, CropNet, SceneConfig, SceneNet, bag_inputs,
-                                        box_iou, crop_boxes, crop_scales, decode_boxes)
+from longtake.eval.probe_models import (AlignConfig, AlignNet, BoxConfig, BoxNet, CropConfig, CropNet, SceneConfig, SceneNet,
+                                        bag_inputs, box_iou, crop_boxes, crop_scales, decode_boxes, refine_targets)
+from longtake.atomic import write_text_atomic
+from longtake.eval.errors import EvalError
 from longtake.eval.probes import StoryWorldProbes
 from longtake.generate.causal import resolve_autocast
 from longtake.model.tokenizer import Tokenizer
@@ -179,15 +182,21 @@ def crop_heads() -> dict[str, int]:
 
 
 @torch.no_grad()
-def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float) -> np.ndarray:
+def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float, refine: BoxNet | None = None) -> np.ndarray:
     """(M, 4) the detection matching each ground-truth box best (IoU >= 0.5), NaN if none:
-    the crop probe also trains on the boxes it will be given at inference."""
+    the crop probe also trains on the boxes it will be given at inference (after ``refine``,
+    the second stage, when given)."""
     out = np.full((data.box_frame.size, 4), np.nan, np.float32)
     for start in range(0, data.frames.shape[0], 64):
         idx = np.arange(start, min(start + 64, data.frames.shape[0]))
-        o = scene(_frames(data, idx))
+        x = _frames(data, idx)
+        o = scene(x)
         dets = decode_boxes(o["heat"], o["size"], o["offset"], stride=scene.cfg.stride, threshold=threshold,
                             frame_hw=data.frames.shape[1:3])
+        if refine is not None:
+            index = torch.tensor([i for i, (b, _) in enumerate(dets) for _ in range(len(b))], dtype=torch.long)
+            flat = refine.refine(x, index, torch.from_numpy(np.concatenate([np.zeros((0, 4), np.float32), *(b for b, _ in dets)])))
+            dets = [(b.numpy(), s) for b, (_, s) in zip(torch.split(flat, [len(b) for b, _ in dets]), dets)]
         for f, (boxes, _) in zip(idx, dets):
             sel = np.flatnonzero(data.box_frame == f)
             if sel.size and len(boxes):
@@ -196,6 +205,40 @@ def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float) -> np.nda
                 hit = iou[np.arange(sel.size), best] >= 0.5
                 out[sel[hit]] = boxes[best[hit]]
     return out
+
+
+def train_refine(data: ProbeData, det_xyxy: np.ndarray, *, steps: int, batch: int, lr: float, gen: torch.Generator,
+                 min_area: int = 100, amp: bool = False) -> BoxNet:
+    """The detector's second stage: :class:`BoxNet` learns to move a box onto its character's
+    ground-truth box. Half of the boxes are the detector's (``det_xyxy``, where it found the
+    character), the others ground truth jittered 1.5x as much as :func:`jitter_boxes` does for
+    the crop probe, so the net also sees errors larger than the detector's usual ones. Crops are
+    relit and degraded like the crop probe's. Loss: smooth L1 on the edge corrections."""
+    net = BoxNet(BoxConfig()).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = _schedule(opt, steps, lr)
+    usable = np.flatnonzero(data.box_area >= min_area)
+    scale = net.cfg.crop_hw[0] / (52.0 * net.cfg.pad_h)  # crop pixels per frame pixel of a typical figure
+    net.train()
+    t0 = time.time()
+    for step in range(steps):
+        b = usable[torch.randint(0, usable.size, (batch,), generator=gen).numpy()]
+        frames, inv = np.unique(data.box_frame[b], return_inverse=True)
+        truth = torch.from_numpy(data.box_xyxy[b])
+        boxes = jitter_boxes(truth, gen, amount=1.5)
+        det = torch.from_numpy(det_xyxy[b])
+        use = torch.isfinite(det[:, 0]) & (torch.rand(b.size, generator=gen) < 0.5)
+        boxes[use] = det[use]
+        index = torch.from_numpy(inv)
+        x = net.context(_frames(data, frames), index, boxes)
+        masks = net.context(torch.from_numpy(data.masks[frames])[:, None].float(), index, boxes)
+        x = relight(x, masks[:, 0], torch.from_numpy(data.locations[data.box_frame[b]]), gen)
+        x = augment(x, gen, scale=scale).contiguous(memory_format=torch.channels_last)
+        with _autocast(amp):
+            pred = net(x).float()
+        losses = {"box": Fn.smooth_l1_loss(pred, refine_targets(boxes, truth), beta=0.02)}
+        _optimise(opt, sched, losses, "refine", step, steps, t0)
+    return net.eval()
 
 
 def train_crop(data: ProbeData, *, steps: int, stories_per_batch: int, singles: int, lr: float, gen: torch.Generator,
@@ -349,6 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clip-stories", type=int, default=300)
     ap.add_argument("--heldout-stories", type=int, default=80)
     ap.add_argument("--scene-steps", type=int, default=500)
+    ap.add_argument("--refine-steps", type=int, default=3000, help="steps of the box refiner (0: no second stage)")
     ap.add_argument("--crop-steps", type=int, default=2700)
     ap.add_argument("--align-steps", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=0)
@@ -366,6 +410,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="log held-out attribute accuracy (ground-truth boxes, 30 stories disjoint from the report's) every N crop steps")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--eval-only", action="store_true", help="only score the probes already in --out (rewrites metrics.json)")
+    ap.add_argument("--refine-only", action="store_true",
+                    help="train only the box refiner for the probes already in --out (on the training data a full run "
+                         "builds), save it with them and score them")
     args = ap.parse_args(argv)
     try:
         attr_weights = _attr_weights(args.attr_weight)
@@ -376,14 +423,23 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    if args.eval_only:
-        probes = StoryWorldProbes.load(args.out)
+    if args.eval_only and args.refine_only:
+        ap.error("--eval-only and --refine-only exclude each other")
+    if args.refine_only and args.refine_steps <= 0:
+        ap.error("--refine-only needs --refine-steps > 0")
+    if args.eval_only or args.refine_only:
+        try:
+            probes = StoryWorldProbes.load(args.out)
+        except EvalError as e:
+            ap.error(str(e))
+        if args.refine_only:
+            _refine_existing(probes, args, argv)
+            if args.skip_eval:
+                return
         _evaluate(probes, Path(args.out), args.heldout_stories, probes.meta.get("train_wall_s"))
         return
     t0 = time.time()
-    # many short stories: thousands of distinct looks, so the crop probe cannot memorise them
-    data = build_data("train", range(args.train_stories), duration=16.0, variants=2, frames_per_shot=1,
-                      rng_seed=args.seed, num_characters=(2, 4))
+    data = _crop_data(args)
     # fewer, longer stories with several frames per shot: the (clip, prompt) pairs
     clips = build_data("train", range(CLIP_SEED0, CLIP_SEED0 + args.clip_stories), duration=30.0, variants=1,
                        frames_per_shot=4, rng_seed=args.seed + 1)
@@ -396,13 +452,20 @@ def main(argv: list[str] | None = None) -> None:
     t = time.time()
     det = detector_boxes(scene, data, THRESHOLD)
     log.info("detector found %.1f%% of the training boxes", 100 * np.isfinite(det[:, 0]).mean())
+    refine = None
+    if args.refine_steps > 0:
+        refine = train_refine(data, det, steps=args.refine_steps, batch=128, lr=2e-3, gen=gen, amp=amp)
+        det = detector_boxes(scene, data, THRESHOLD, refine)
+        log.info("with the refined boxes the detector found %.1f%% of the training boxes", 100 * np.isfinite(det[:, 0]).mean())
+    t_refine = time.time() - t
+    t = time.time()
     crop_cfg = {"coords": args.coords} | ({"torso_hw": tuple(args.torso)} if args.torso else {})
     crop = train_crop(data, steps=args.crop_steps, stories_per_batch=12, singles=48, lr=3e-3, gen=gen, det_xyxy=det,
                       amp=amp, attr_weights=attr_weights, cfg=crop_cfg, pose_weights=pose_weights,
                       callback=_watcher(args.watch, args.crop_steps, scene) if args.watch else None)
     t_crop = time.time() - t
     t = time.time()
-    probes = StoryWorldProbes(scene, crop, threshold=THRESHOLD)
+    probes = StoryWorldProbes(scene, crop, threshold=THRESHOLD, refine=refine)
     # pairs from both sets: the one-frame clips of the many short stories add looks, the
     # four-frame clips of the longer ones add time (motion, trend)
     feats = np.concatenate([frame_features(probes, clips, gen), frame_features(probes, data, gen)])
@@ -412,9 +475,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  steps=args.align_steps, batch=128, lr=2e-3, gen=gen)
     t_align = time.time() - t
     wall = time.time() - t0
-    log.info("trained in %.0fs (scene %.0fs, crop %.0fs, align %.0fs)", wall, t_scene, t_crop, t_align)
+    log.info("trained in %.0fs (scene %.0fs, refine %.0fs, crop %.0fs, align %.0fs)", wall, t_scene, t_refine, t_crop, t_align)
     meta = {"command": "python -m longtake.eval.train_probes " + " ".join(sys.argv[1:] if argv is None else argv), "args": vars(args),
             "train_wall_s": round(wall, 1), "threads": args.threads,
+            "stage_wall_s": {"scene": round(t_scene, 1), "refine": round(t_refine, 1), "crop": round(t_crop, 1), "align": round(t_align, 1)},
             "train_data": {"frames": int(data.frames.shape[0] + clips.frames.shape[0]), "boxes": int(data.box_frame.size),
                            "identities": len(data.ident_char), "clips": len(clips.clip_prompt)}}
     probes.save(args.out, meta=meta)
@@ -436,6 +500,27 @@ def _weights(items: list[str], names, option: str, what: str) -> dict[str, float
             raise ValueError(f"{option} {item!r}: expected {what}=W with {what} one of {', '.join(names)} and W >= 0")
         out[name] = w
     return out
+
+
+def _crop_data(args: argparse.Namespace) -> ProbeData:
+    """The training frames of the scene, refine and crop stages: many short stories, so
+    thousands of distinct looks the crop probe cannot memorise."""
+    return build_data("train", range(args.train_stories), duration=16.0, variants=2, frames_per_shot=1,
+                      rng_seed=args.seed, num_characters=(2, 4))
+
+
+def _refine_existing(probes: StoryWorldProbes, args: argparse.Namespace, argv: list[str] | None) -> None:
+    """``--refine-only``: a box refiner for trained probes, on the data a full run would use."""
+    gen = torch.Generator().manual_seed(args.seed + 2)
+    t0 = time.time()
+    data = _crop_data(args)
+    det = detector_boxes(probes.scene, data, probes.threshold)
+    amp = resolve_autocast(args.precision, "cpu") is not None
+    probes.refine = train_refine(data, det, steps=args.refine_steps, batch=128, lr=2e-3, gen=gen, amp=amp)
+    wall = round(time.time() - t0, 1)
+    log.info("refiner trained in %.0fs", wall)
+    command = "python -m longtake.eval.train_probes " + " ".join(sys.argv[1:] if argv is None else argv)
+    probes.save(args.out, meta={"refine": {"command": command, "train_wall_s": wall, "threads": args.threads}})
 
 
 def _attr_weights(items: list[str]) -> dict[str, float]:
@@ -469,7 +554,7 @@ def _evaluate(probes: StoryWorldProbes, out: Path, stories: int, train_wall_s: f
 
     metrics = evaluate(probes, stories=stories)
     metrics["train_wall_s"] = train_wall_s
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     log.info("held-out accuracy\n%s", format_table(metrics))
 
 
