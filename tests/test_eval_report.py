@@ -189,6 +189,57 @@ def test_realworld_missing_paths_are_clear_errors(tmp_path: Path) -> None:
         DlibFaces(tmp_path / "missing", 16, None)
 
 
+
+def test_dlib_faces_groups_people_and_measures_their_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DlibFaces' own logic (sampling, online grouping within dlib's 0.6, distance to the first
+    appearance, per-shot means) with a stand-in for the dlib package, whose wheels and face
+    models are not installable here: the stand-in's descriptor is read from a frame's colour
+    (red: who, green: drift), so the right answer is known."""
+    import sys
+    import types
+
+    from longtake.eval.realworld import DLIB_FILES, DlibFaces
+    from longtake.eval.shots import ShotPlan, ShotRange
+
+    fake = types.ModuleType("dlib")
+    fake.get_frontal_face_detector = lambda: (lambda img, upsample: [object()] if img.any() else [])  # type: ignore[attr-defined]
+    fake.shape_predictor = lambda path: (lambda img, rect: img)  # type: ignore[attr-defined]
+
+    class Encoder:
+        def __init__(self, path: str) -> None:
+            assert Path(path).name == DLIB_FILES[0]
+
+        def compute_face_descriptor(self, img: np.ndarray, shape: np.ndarray) -> list[float]:
+            d = [0.0] * 128
+            d[0], d[1] = img[0, 0, 0] / 100, img[0, 0, 1] / 100
+            return d
+
+    fake.face_recognition_model_v1 = Encoder  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dlib", fake)
+    for name in DLIB_FILES:
+        (tmp_path / name).write_bytes(b"")
+
+    def frames(red: int, green: int, n: int = 16) -> np.ndarray:
+        f = np.zeros((n, 8, 8, 3), np.uint8)
+        f[..., 0], f[..., 1] = red, green
+        return f
+
+    plan = ShotPlan(shots=(ShotRange(0, 0, 32), ShotRange(1, 32, 80)), source="durations", tolerance=0)
+    faces = DlibFaces(tmp_path, 16, plan)  # samples every 4th frame (4 per second)
+    faces.update(0, frames(0, 10), set())  # A
+    faces.update(16, frames(200, 10), set())  # B, 2.0 away
+    faces.update(32, frames(0, 40), {32})  # A, drifted by 0.3 (within 0.6: still A)
+    faces.update(48, frames(0, 0), set())  # no face
+    faces.update(64, frames(0, 110), set())  # 1.0 from A's first look: someone new
+    out = faces.summary(80)
+    rows = out["identities"]
+    assert len(rows) == 3 and out["same_person_distance"] == 0.6
+    a, b, c = rows
+    assert a["samples"] == 8 and a["first_s"] == 0.0 and b["first_s"] == 1.0 and c["first_s"] == 4.0
+    assert a["max_distance"] == pytest.approx(0.3) and a["mean_distance"] == pytest.approx(0.15)
+    assert a["shots"] == [pytest.approx(0.0), pytest.approx(0.3)] and b["shots"] == [0.0, None]
+    assert b["max_distance"] == 0.0 and c["samples"] == 4
+
 # -- probe sections with a stub of the probes ------------------------------------------------
 
 
