@@ -151,7 +151,8 @@ def test_torso_crop_net_trains_saves_and_loads(tmp_path: Path) -> None:
     import torch
 
     from longtake.eval.probe_data import build_data
-    from longtake.eval.train_probes import _attr_weights, train_crop, train_scene
+    from longtake.eval.probe_training import train_crop, train_scene
+    from longtake.eval.train_probes import _attr_weights
 
     data = build_data("train", range(6), duration=8.0, variants=2, frames_per_shot=1, num_characters=(2, 3))
     gen = torch.Generator().manual_seed(0)
@@ -225,7 +226,8 @@ def test_refiner_trains_refines_training_boxes_saves_and_loads(tmp_path: Path, p
 
     from longtake.eval.probe_data import build_data
     from longtake.eval.probes import SHIPPED
-    from longtake.eval.train_probes import THRESHOLD, detector_boxes, main, train_refine
+    from longtake.eval.probe_training import THRESHOLD, detector_boxes, train_refine
+    from longtake.eval.train_probes import main
 
     data = build_data("train", range(4), duration=8.0, variants=1, frames_per_shot=1, num_characters=(2, 3))
     det = detector_boxes(probes.scene, data, THRESHOLD)
