@@ -20,7 +20,8 @@ from einops import reduce
 
 from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, MIN_TARGET_AREA, POSES, ProbeData, augment, relight
 from longtake.eval.probe_models import (AlignConfig, AlignNet, BoxConfig, BoxNet, CropConfig, CropNet, SceneConfig, SceneNet,
-                                        bag_inputs, box_iou, crop_boxes, crop_scales, decode_boxes, refine_targets)
+                                        bag_inputs, box_iou, crop_boxes, crop_scales, decode_boxes, flatten_detections,
+                                        refine_targets)
 from longtake.eval.probes import StoryWorldProbes
 from longtake.model.tokenizer import Tokenizer
 
@@ -182,9 +183,9 @@ def detector_boxes(scene: SceneNet, data: ProbeData, threshold: float, refine: B
         dets = decode_boxes(o["heat"], o["size"], o["offset"], stride=scene.cfg.stride, threshold=threshold,
                             frame_hw=data.frames.shape[1:3])
         if refine is not None:
-            index = torch.tensor([i for i, (b, _) in enumerate(dets) for _ in range(len(b))], dtype=torch.long)
-            flat = refine.refine(x, index, torch.from_numpy(np.concatenate([np.zeros((0, 4), np.float32), *(b for b, _ in dets)])))
-            dets = [(b.numpy(), s) for b, (_, s) in zip(torch.split(flat, [len(b) for b, _ in dets]), dets)]
+            index, flat, _ = flatten_detections(dets)
+            moved = torch.split(refine.refine(x, index, flat), [len(b) for b, _ in dets])
+            dets = [(b.numpy(), s) for b, (_, s) in zip(moved, dets)]
         for f, (boxes, _) in zip(idx, dets):
             sel = np.flatnonzero(data.box_frame == f)
             if sel.size and len(boxes):

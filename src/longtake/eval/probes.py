@@ -32,7 +32,7 @@ from longtake.atomic import atomic_output, write_text_atomic
 from longtake.eval.errors import EvalError
 from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES, appearance_attributes
 from longtake.eval.probe_models import (AlignConfig, AlignNet, BoxConfig, BoxNet, CropConfig, CropNet, SceneConfig, SceneNet,
-                                        bag_inputs, crop_boxes, decode_boxes)
+                                        bag_inputs, crop_boxes, decode_boxes, flatten_detections)
 from longtake.model.tokenizer import Tokenizer
 from longtake.world.vocab import Appearance
 
@@ -205,9 +205,7 @@ class StoryWorldProbes:
         (M, 4) and scores (M,) at 128 px, areas (M) person pixels in each box."""
         dets = decode_boxes(out["heat"], out["size"], out["offset"], stride=self.scene.cfg.stride, threshold=self.threshold,
                             frame_hw=(SIZE, SIZE))
-        index = torch.tensor([i for i, (b, _) in enumerate(dets) for _ in range(len(b))], dtype=torch.long)
-        boxes = torch.from_numpy(np.concatenate([np.zeros((0, 4), np.float32), *(b for b, _ in dets)]).astype(np.float32))
-        scores = torch.from_numpy(np.concatenate([np.zeros(0, np.float32), *(s for _, s in dets)]).astype(np.float32))
+        index, boxes, scores = flatten_detections(dets)
         if self.refine is not None:
             boxes = self.refine.refine(x, index, boxes)
         person = Fn.interpolate(out["mask"], size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0] > 0  # (N, 128, 128)
