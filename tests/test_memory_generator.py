@@ -19,11 +19,32 @@ def parts():
     return tiny_parts()
 
 
-def test_sink_mode_is_the_causal_generator(parts):
+def test_sink_mode_without_scene_sinks_is_the_causal_generator(parts):
     tl = plan_for(make_gen(parts, "sink"), make_story())
     a = frames_of(CausalGenerator(*parts), tl)
-    b = frames_of(make_gen(parts, "sink"), tl)
+    b = frames_of(make_gen(parts, MemoryConfig(mode="sink", scene_sink=False)), tl)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("mode", ["none", "sink"])
+def test_a_cut_to_another_place_starts_a_new_sink(parts, mode):
+    gen = make_gen(parts, mode)
+    tl = plan_for(gen, make_story())
+    assert [c.index for c in tl.chunks if c.cut] == [4, 8] and [c.index for c in tl.chunks if c.new_place] == [8]
+    fpc = gen.latent_frames_per_chunk
+    sink = 0 if mode == "none" else 2
+    keep = frames_of(make_gen(parts, MemoryConfig(mode=mode, scene_sink=False)), tl)
+    for fc in gen.stream(tl, seed=1):
+        i = fc.chunk.index
+        held = gen.cache.frame_indices
+        if i == 4:  # a cut in the same room keeps the room's frames
+            assert held == ([0, 1] if mode == "sink" else []) + [8, 9] and gen.cache.sink_start == 0
+        if i == 8:  # the cut to the park: only the park's frames
+            assert gen.cache.sink_start == 8 * fpc and held == list(range(8 * fpc, 9 * fpc))
+            assert gen.cache.sink_count == min(sink, fpc)
+        # the same frames as without scene sinks up to the cut, others after it
+        assert np.array_equal(fc.frames, keep[i]) == (i < 8)
+    assert gen.info().settings["shot_cut"] == "new_sink_at_new_place"
 
 
 def test_every_mode_renders_and_records_its_settings(parts):
@@ -36,7 +57,8 @@ def test_every_mode_renders_and_records_its_settings(parts):
         settings = gen.info().settings
         json.dumps(settings)
         assert settings["memory"]["mode"] == mode
-        assert settings["shot_cut"] == ("shot_sink" if mode in ("nam", "nam+sma", "entity") else "keep_cache")
+        assert settings["shot_cut"] == ("shot_sink" if mode in ("nam", "nam+sma", "entity") else "new_sink_at_new_place")
+        assert settings["memory"]["scene_sink"] is True
         if mode == "none":
             assert gen.cache.sink_count == 0
     assert not np.array_equal(np.concatenate(out["none"]), np.concatenate(out["sink"]))
@@ -163,7 +185,7 @@ def test_sink_mode_resumes_a_causal_generator_state(parts):
     full = frames_of(gen, tl)
     it = gen.stream(tl, seed=1)
     next(it)
-    resumed = frames_of(make_gen(parts, "sink"), tl, start_chunk=1, state=gen.state_dict())
+    resumed = frames_of(make_gen(parts, MemoryConfig(mode="sink", scene_sink=False)), tl, start_chunk=1, state=gen.state_dict())
     assert all(np.array_equal(x, y) for x, y in zip(full[1:], resumed, strict=True))
 
 

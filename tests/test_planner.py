@@ -55,6 +55,21 @@ def test_cut_and_switch_marks():
     assert tl.chunks[0].shot_span[0] == 0.0 and tl.chunks[tl.shots[0].num_chunks - 1].shot_span[1] == 1.0
 
 
+def test_new_place_marks_only_cuts_to_another_location():
+    s = Story.model_validate(
+        {"title": "t", "locations": [{"id": "a"}, {"id": "b"}],
+         "scenes": [{"location": "a", "shots": [{"prompt": "one", "duration": 2}, {"prompt": "two", "duration": 2}]},
+                    {"location": "a", "shots": [{"prompt": "three", "duration": 2}]},
+                    {"location": "b", "shots": [{"prompt": "four", "duration": 2}]},
+                    {"location": "a", "shots": [{"prompt": "five", "duration": 2}]}]}
+    )
+    tl = plan(s)
+    firsts = [sp.first_chunk for sp in tl.shots]
+    assert [tl.chunks[i].new_place for i in firsts] == [False, False, False, True, True]
+    assert sum(c.new_place for c in tl.chunks) == 2  # never inside a shot
+    assert Timeline.from_dict(json.loads(tl.to_json())).chunks == tl.chunks
+
+
 def test_same_prompt_is_not_a_switch():
     s = Story.model_validate(
         {"title": "t", "locations": [{"id": "a"}], "scenes": [{"location": "a", "shots": [{"prompt": "rain", "duration": 2}, {"prompt": "rain", "duration": 2}]}]}

@@ -5,9 +5,10 @@ Per chunk (DESIGN.md, "The flow of one render"):
   1. prompt: a new prompt replaces the cached one; at a prompt switch the sink and window
      frames are written again under the new prompt (LongLive's KV re-cache, :meth:`_recache`)
      from their clean latents, which the generator keeps (a few frames);
-  2. shot cut (memory modes): the old sink's first frame goes to memory, tagged with what was
-     on screen, and the cache forgets its frames: the cut's first chunk becomes the new
-     shot's sink, and continuity across the cut comes from memory;
+  2. shot cut (memory modes), or a cut to another place (every mode): the old sink's first
+     frame goes to memory (if there is one), tagged with what was on screen, and the cache
+     forgets its frames: the cut's first chunk becomes the new sink, and continuity across
+     the cut comes from memory;
   3. ``memory.select(chunk, cache)`` installs the memory segment: [sink | memory | window];
      with "nam+sma" each layer and head then attends to its top-k memory frames only;
   4. sample and write the chunk as :class:`CausalGenerator` does;
@@ -95,7 +96,8 @@ class MemoryGenerator(CausalGenerator):
         info = super().info()
         cfg = self.memory_config
         memory = {**cfg.to_dict(), "from": self.preload_id, "cast_refs": self._cast_digest()}
-        settings = {**info.settings, "memory": memory, "shot_cut": "shot_sink" if cfg.use_shot_sink else "keep_cache"}
+        shot_cut = "shot_sink" if cfg.use_shot_sink else ("new_sink_at_new_place" if cfg.use_scene_sink else "keep_cache")
+        settings = {**info.settings, "memory": memory, "shot_cut": shot_cut}
         return GeneratorInfo(info.name, info.kind, info.version, dict(info.weights), settings)
 
     def preload_memory(self, state: dict[str, Any], source_id: str | None = None) -> None:
@@ -183,13 +185,13 @@ class MemoryGenerator(CausalGenerator):
 
     def _on_switch(self, chunk: Chunk, cache: KVCache) -> None:
         cfg = self.memory_config
-        if not cfg.use_recache or (chunk.cut and cfg.use_shot_sink):
-            return  # a shot sink forgets the cached frames anyway
+        if not cfg.use_recache or cfg.restarts_at(chunk):
+            return  # a new sink forgets the cached frames anyway
         self._recache(cache)
 
     def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
         cfg = self.memory_config
-        if chunk.cut and cfg.use_shot_sink and cache.num_frames:
+        if cfg.restarts_at(chunk) and cache.num_frames:
             self._release_sink(cache)
             cache.restart_sink()
             self._latents = {}

@@ -11,6 +11,8 @@ Modes (docs/memory.md):
 The three memory modes also start a new shot sink at every shot cut (the old sink goes to
 memory) and re-cache the sink and window under the new prompt at a prompt switch (LongLive);
 ``shot_sink`` / ``recache`` turn those on or off for any mode (None: the mode's default).
+Every mode starts a new sink at a cut to another place (``Chunk.new_place``, ``scene_sink``):
+the frames of the old place are not continued into the new one (docs/memory.md).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class MemoryConfig:
         recache: LongLive's KV re-cache at a prompt switch; None = on for the memory modes.
         shot_sink: a new sink at every shot cut, the old one to memory; None = on for the
             memory modes (only they have a memory to put the old sink in).
+        scene_sink: a new sink at a cut to another location (``Chunk.new_place``): the sink
+            and window of the old place are forgotten (the memory modes send the old sink to
+            memory, as at any shot cut). None = on in every mode: a model that attends to
+            frames of the old place keeps drawing it under the new place's prompt (the
+            built-in model did on 4 of 10 held-out stories, docs/memory.md).
         casting: "entity" without reference images: first generate one frame per character
             and location with the same model (MovieDreamer's hierarchical step). Off by default.
     """
@@ -65,6 +72,7 @@ class MemoryConfig:
     entity_capacity: int = 32
     recache: bool | None = None
     shot_sink: bool | None = None
+    scene_sink: bool | None = None
     casting: bool = False
 
     def __post_init__(self) -> None:
@@ -94,6 +102,17 @@ class MemoryConfig:
         return self.has_memory if self.shot_sink is None else bool(self.shot_sink)
 
     @property
+    def use_scene_sink(self) -> bool:
+        return True if self.scene_sink is None else bool(self.scene_sink)
+
+    def restarts_at(self, chunk) -> bool:
+        """Whether the cache starts a new sink before ``chunk`` (a shot cut with shot sinks,
+        or a cut to another place with scene sinks)."""
+        if not chunk.cut:
+            return False
+        return self.use_shot_sink or (self.use_scene_sink and bool(getattr(chunk, "new_place", False)))
+
+    @property
     def use_sink(self) -> bool:
         return self.mode != "none"
 
@@ -106,5 +125,5 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
-        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink)
         return out

@@ -51,6 +51,7 @@ def plan(story: Story, *, frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK, firs
     spans: list[ShotSpan] = []
     elapsed = 0.0
     prev_prompt: str | None = None
+    prev_location: str | None = None
     for shot_index, (si, hi, shot) in enumerate(story.shots()):
         scene = story.scenes[si]
         elapsed += shot.duration
@@ -89,9 +90,11 @@ def plan(story: Story, *, frames_per_chunk: int = DEFAULT_FRAMES_PER_CHUNK, firs
                     switch=prev_prompt is not None and prompt != prev_prompt,
                     shot_span=((cf - start_frame) / shot_frames, (cf + nf - start_frame) / shot_frames),
                     dialogue=tuple(c for c in cues if c0 <= c.start < c1),
+                    new_place=k == 0 and prev_location is not None and scene.location != prev_location,
                 )
             )
             prev_prompt = prompt
+            prev_location = scene.location
         spans.append(ShotSpan(si, hi, start_chunk, n, start_frame, shot_frames, shot.duration))
     timeline = Timeline(
         title=story.title,

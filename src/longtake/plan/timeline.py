@@ -29,7 +29,9 @@ class Chunk:
     ``shot_span`` is the part of the shot this chunk covers, as fractions in [0, 1]: camera
     moves and actions are functions of it. ``cut`` marks the first chunk of every shot after
     the first (a new shot sink); ``switch`` marks a chunk whose prompt differs from the
-    previous chunk's (LongLive's prompt switch, KV re-cache).
+    previous chunk's (LongLive's prompt switch, KV re-cache); ``new_place`` marks a cut to
+    another location than the previous chunk's (the generator starts a new sink there rather
+    than continue the old place's frames).
     """
 
     index: int
@@ -47,6 +49,7 @@ class Chunk:
     switch: bool
     shot_span: tuple[float, float]
     dialogue: tuple[DialogueCue, ...] = ()
+    new_place: bool = False
 
     @property
     def end_frame(self) -> int:
