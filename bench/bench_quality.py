@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", default=None, help="few_step, euler or heun (default: the model's)")
     ap.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
     ap.add_argument("--guidance", type=float, default=None, help="guidance scale on shot starts (default: the model's)")
+    ap.add_argument("--memory", default="sink", help="memory mode (docs/memory.md; default sink, as longtake render)")
+    ap.add_argument("--no-scene-sink", action="store_true", help="keep the cache at a cut to another place (the behaviour before session 9)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -101,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     from longtake.world.sampler import sample_story
 
     probes = StoryWorldProbes.load()
-    gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision, guidance=args.guidance)
+    from longtake.memory import MemoryConfig
+
+    memory = MemoryConfig(mode=args.memory, scene_sink=False if args.no_scene_sink else None)
+    gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision,
+                            guidance=args.guidance, memory=memory)
     from longtake.world.parse import parse_appearance
 
     results = []

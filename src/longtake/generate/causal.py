@@ -13,9 +13,10 @@ Per chunk (DESIGN.md, "The flow of one render"; Self-Forcing / LongLive in REFER
   5. decode: the streaming VAE decoder turns the chunk's latents into pixel frames, carrying
      its causal context in an explicit state; frames become uint8 RGB.
 
-Shot cuts (``chunk.cut``) keep the cache as it is: the new shot still attends to the sink
+Shot cuts (``chunk.cut``) keep the cache as it is here: the new shot still attends to the sink
 and the recent frames, which is the simplest behaviour that keeps characters consistent
-(shot sinks belong to the memory module). Prompt switches only swap the cross-attention
+(shot sinks, and the new sink at a cut to another place, belong to the memory module:
+:class:`~longtake.generate.memory.MemoryGenerator`). Prompt switches only swap the cross-attention
 prompt; LongLive's KV re-cache is left to :meth:`CausalGenerator._on_switch`, a hook that
 does nothing here. The other hooks (``_new_cache``, ``_start``, ``_before_sample``,
 ``_after_write``, ``_extra_state``, ``_restore``) let a subclass add memory

@@ -2,8 +2,9 @@
 
 Modes (docs/memory.md):
   - "none": local window only, no sink (the cache holds the most recent frames, nothing else);
-  - "sink": LongLive's frame sink + local window; shot cuts keep the cache, no re-cache at a
-    prompt switch: the generator's behaviour before memory existed, the baseline;
+  - "sink": LongLive's frame sink + local window; shot cuts within a place keep the cache, no
+    re-cache at a prompt switch: the generator's behaviour before memory existed (but for the
+    new sink at a new place, below), the baseline;
   - "nam": sink + MemFlow's narrative adaptive memory bank + local window;
   - "nam+sma": "nam" where each layer and head attends only to its top-k bank frames;
   - "entity": sink + memory frames retrieved by the ids of who / where is on screen.
