@@ -173,7 +173,7 @@ def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
     x = torch.cat([torch.randn(1, 4, 2 * f, hw, hw), attrs], dim=1)
     sigma = torch.tensor([[0.0, 0.7]])  # first chunk clean context, second noisy
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
-    _, _, ce, n = _noisy_error(dit, text, x, prompts, sigma, cfg, rng, gen, False, readout)
+    _, _, ce, n, *_ = _noisy_error(dit, text, x, prompts, sigma, cfg, rng, gen, False, readout)
     assert int(n) == f  # one character with one captioned attribute in each of the noisy chunk's frames only
     (ce / n).backward()
     assert readout.proj.weight.grad.abs().sum() > 0

@@ -80,6 +80,11 @@ class TrainConfig:
     # features pooled over its pixels, so the block must read them from the prompt. Needs latents with who maps
     # (session 7+). 0 = off.
     attr_weight: float = 0.0
+    # weight of the cast readout (train.cast_readout.CastReadout): a training-only head on the
+    # text encoder names each character's captioned attributes from the encoder's output at
+    # the character's name, so one token carries the whole look (session 9); on the prompts
+    # of each step's chunks, whose embeddings the DiT reads anyway. 0 = off.
+    cast_weight: float = 0.0
     lr: float = 4e-4
     text_lr: float = 4e-4
     warmup: int = 200
@@ -123,8 +128,8 @@ class TrainConfig:
             problems.append(f"sampler must be few_step or euler, got {self.sampler!r}")
         if not self.sample_shift > 0 or not self.sigma_shift > 0:
             problems.append(f"sample_shift and sigma_shift must be > 0, got {self.sample_shift}, {self.sigma_shift}")
-        if self.char_weight < 0 or self.attr_weight < 0:
-            problems.append(f"char_weight and attr_weight must be >= 0, got {self.char_weight}, {self.attr_weight}")
+        if self.char_weight < 0 or self.attr_weight < 0 or self.cast_weight < 0:
+            problems.append(f"char_weight, attr_weight and cast_weight must be >= 0, got {self.char_weight}, {self.attr_weight}, {self.cast_weight}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
         from longtake.generate.causal import GUIDANCE_CHUNKS
@@ -171,7 +176,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
         vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None,
         dit_stories=3, dit_duration=(4.0, 6.0), forcing_steps=6, forcing_batch=2, solo_batch=2, warmup=2,
-        rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1, char_weight=2.0, attr_weight=0.1,
+        rollout_steps=2, rollout_batch=2, sample_steps=2, checkpoint_seconds=0.0, log_every=1, char_weight=2.0, attr_weight=0.1, cast_weight=0.1,
     ),
 }
 

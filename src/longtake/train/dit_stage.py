@@ -199,20 +199,22 @@ def _block_output(dit: CausalWanDiT, layer: int):
 
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
                  cfg: TrainConfig, rng, gen, with_chars: bool = False, readout: AttributeReadout | None = None,
-                 **dit_kwargs) -> tuple[torch.Tensor, ...]:
+                 cast=None, **dit_kwargs) -> tuple[torch.Tensor, ...]:
     """Noise the latents of ``x`` (B, C[+maps], G*F, H, W; the extra channels are the maps of
     ``split_maps``: the character map when ``with_chars``, the attribute maps when
     ``readout`` is given) at one level per group of F frames (group_sigma (B, G), 0 = clean
     context), one prompt per group (some dropped, ``cfg.text_dropout``), one causal_window
     pass -> (summed error of the noisy frames, their count, summed attribute cross-entropy,
-    its count; the last two zero without ``readout``)."""
+    its count, and the cast readout's summed cross-entropy, count and right answers on the
+    same prompt embeddings; zero without ``readout`` / ``cast``)."""
     x0, chars, attrs = split_maps(x, with_chars, readout is not None)
     g = group_sigma.shape[1]
     sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
     eps = torch.randn(x0.shape, generator=gen)
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
-    emb = _encode_text(text, drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng))  # (B*G, T, D)
+    flat = drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng)
+    emb = _encode_text(text, flat)  # (B*G, T, D)
     with _block_output(dit, readout.layer) if readout is not None else nullcontext([]) as hidden:
         v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
     err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
@@ -220,7 +222,8 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     ce = n = err.new_zeros(())
     if readout is not None:
         ce, n = readout.error(hidden[-1], attrs, sigma > 0)
-    return (err * w).sum(), w.sum(), ce, n
+    cast_sums = cast.error(emb, flat) if cast is not None else (err.new_zeros(()),) * 3
+    return ((err * w).sum(), w.sum(), ce, n, *cast_sums)
 
 
 def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean: int = 0) -> torch.Tensor:
@@ -234,34 +237,41 @@ def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean:
 
 
 def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int,
-                 readout: AttributeReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 readout: AttributeReadout | None = None, cast=None) -> tuple[torch.Tensor, dict[str, float]]:
     """Diffusion-forcing loss of one batch of clips, plus ``cfg.solo_batch`` single chunks
     made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss,
     metrics): the mean error over all noisy frames (``forcing``), plus ``cfg.attr_weight``
-    times the attribute readout's mean cross-entropy (``attr``) when ``readout`` is given."""
+    times the attribute readout's mean cross-entropy (``attr``) when ``readout`` is given, plus
+    ``cfg.cast_weight`` times the cast readout's (``cast``; ``train.cast_readout``) on the
+    embeddings of the same prompts when ``cast`` is given."""
     k, f = cfg.clip_chunks, clips.latent_frames
     x, prompts = clips.batch(rng, batch, k)  # (B, C[+maps], K*F, H, W)
     wc = clips.with_chars
-    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout)
+    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout, cast)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout)
+        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast)
         sums = tuple(a + b for a, b in zip(sums, more))
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, sink_frames=f + cfg.memory_frames)
+        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
         sums = tuple(a + b for a, b in zip(sums, more))
-    total, count, ce, n = sums
+    total, count, ce, n, cast_ce, cast_n, cast_right = sums
     loss = total / count.clamp_min(1.0)
     metrics = {"forcing": float(loss.detach())}
     if readout is not None:
         attr = ce / n.clamp_min(1.0)
         metrics["attr"] = float(attr.detach())
         loss = loss + cfg.attr_weight * attr
+    if cast is not None:
+        cast_loss = cast_ce / cast_n.clamp_min(1.0)
+        metrics["cast"] = float(cast_loss.detach())
+        metrics["cast_acc"] = float(cast_right / cast_n.clamp_min(1.0))
+        loss = loss + cfg.cast_weight * cast_loss
     return loss, metrics
 
 
@@ -311,9 +321,17 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             raise TrainError("attr_weight > 0 needs latent clips with attribute maps (LatentClips(with_attrs=True))")
         readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=dit.config.num_layers // 2)
         params.append({"params": list(readout.parameters()), "lr": cfg.lr})
+    cast = None
+    if cfg.cast_weight > 0:
+        from longtake.train.cast_readout import CastReadout, cast_prompts
+
+        cast = CastReadout(text)
+        if not cast_prompts(clips.prompts()):
+            raise TrainError("cast_weight > 0: no training prompt introduces a character as 'Name (description)'")
+        params.append({"params": list(cast.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, betas=(0.9, 0.99), weight_decay=0.01)
     ema_dit, ema_text = EMA(dit, cfg.ema), EMA(text, cfg.ema)
-    step, losses = 0, {"forcing": [], "rollout": [], "attr": []}
+    step, losses = 0, {"forcing": [], "rollout": [], "attr": [], "cast": []}
     total = cfg.forcing_steps + cfg.rollout_steps
     ckpt = load_checkpoint(out / "ckpt.pt")
     if ckpt is not None:
@@ -321,6 +339,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         text.load_state_dict(ckpt["text"])
         if readout is not None:
             readout.load_state_dict(ckpt["readout"])
+        if cast is not None:
+            cast.load_state_dict(ckpt["cast"])
         opt.load_state_dict(ckpt["opt"])
         ema_dit.shadow, ema_text.shadow = ckpt["ema_dit"], ckpt["ema_text"]
         step = int(ckpt["step"])
@@ -341,7 +361,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr
         with autocast(cfg):
-            loss, metrics = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch, readout)
+            loss, metrics = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch, readout, cast)
             if rollout:
                 rl, rvalue = rollout_loss(dit, text, clips, cfg, rng, gen, cfg.rollout_batch)
                 loss = loss + rl
@@ -356,20 +376,23 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         losses["forcing"].append((step, metrics["forcing"]))
         if rollout:
             losses["rollout"].append((step, metrics["rollout"]))
-        if "attr" in metrics:
-            losses["attr"].append((step, metrics["attr"]))
+        for key in ("attr", "cast"):
+            if key in metrics:
+                losses[key].append((step, metrics[key]))
         if on_log and (step % cfg.log_every == 0 or step == total):
             on_log(stage, step, total, metrics)
         if clock.due() or step == total or step == cfg.forcing_steps:
             save_checkpoint(out / "ckpt.pt", {
                 "dit": dit.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
                 **({"readout": readout.state_dict()} if readout is not None else {}),
+                **({"cast": cast.state_dict()} if cast is not None else {}),
                 "ema_dit": ema_dit.shadow, "ema_text": ema_text.shadow, "step": step,
                 "losses": {k: [list(x) for x in v] for k, v in losses.items()},
             })
             plot_losses(run / "plots" / "dit_loss.png",
                         {"diffusion forcing": losses["forcing"], "self-rollout (next chunk)": losses["rollout"],
-                         "attribute readout (cross-entropy)": losses["attr"]},
+                         "attribute readout (cross-entropy)": losses["attr"],
+                         "cast readout on the text encoder (cross-entropy)": losses["cast"]},
                         title="built-in DiT + text encoder")
     ema_dit.copy_to(dit)
     ema_text.copy_to(text)
