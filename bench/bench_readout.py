@@ -15,6 +15,8 @@ empty prompt (the class prior), on
 On frames with one character it also pools over the background of the same frames instead of
 the figure: a much lower cross-entropy over the figure means the block knows where the figure
 is. Lower is better; the gap between true and empty is what the prompt's descriptions add.
+A run trained with ``cast_weight > 0`` also gets the text encoder's cast readout scored on the
+same prompts (``train.cast_readout``: each character's look read at its name token).
 
     python bench/bench_readout.py runs/b8 --split heldout
     python bench/bench_readout.py runs/b8 --split train
@@ -135,6 +137,15 @@ def main() -> None:
         h = features(prompts, sig)
         print(f"| {sig:g} | {ce(h, a):.3f} | {ce(features(swapped, sig), a):.3f} | {ce(features([''] * len(prompts), sig), a):.3f} "
               f"| {ce(h, fig):.3f} | {ce(h, bg):.3f} |", flush=True)
+    if "cast" in ck:  # the text encoder's cast readout (train.cast_readout), on the same prompts
+        from longtake.train.cast_readout import CastReadout
+
+        cast = CastReadout(text)
+        cast.load_state_dict(ck["cast"])
+        with torch.no_grad(), autocast(cfg):
+            total, count, right = cast.error(text.encode(prompts)[0], prompts)
+        print(f"cast readout at the name tokens: cross-entropy {float(total / count):.3f}, "
+              f"{100 * float(right / count):.1f}% of {int(count)} (character, attribute) pairs right")
     print(f"({time.time() - t0:.0f} s)")
 
 
