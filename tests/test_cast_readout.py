@@ -9,7 +9,7 @@ import torch
 from longtake.eval.probe_data import ATTRIBUTES, attribute_labels
 from longtake.model.text_builtin import BuiltinTextConfig, BuiltinTextEncoder
 from longtake.model.tokenizer import Tokenizer
-from longtake.train.cast_readout import CastReadout, cast_prompts
+from longtake.train.cast_readout import CastReadout
 from longtake.world.parse import parse_appearance
 from longtake.world.vocab import HAIR_COLOURS, TOP_COLOURS
 
@@ -36,7 +36,6 @@ def test_targets_sit_on_the_names_and_come_from_the_descriptions():
     assert head.targets("Zoe waves. Setting: kitchen.") == ()  # no introduction, no target
     short = CastReadout(_encoder([PROMPT], max_tokens=20))
     assert [p for p, _ in short.targets(PROMPT)] == [4]  # Noah is past the encoder's 20 tokens
-    assert cast_prompts([PROMPT, "The park.", PROMPT]) == [PROMPT]
 
 
 def test_the_error_counts_defined_attributes_and_trains_only_the_text_path():

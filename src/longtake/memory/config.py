@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from longtake.memory.errors import MemoryBankError
+
+if TYPE_CHECKING:
+    from longtake.plan.timeline import Chunk
 
 MemoryMode = Literal["none", "sink", "nam", "nam+sma", "entity"]
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
@@ -106,12 +109,10 @@ class MemoryConfig:
     def use_scene_sink(self) -> bool:
         return True if self.scene_sink is None else bool(self.scene_sink)
 
-    def restarts_at(self, chunk) -> bool:
+    def restarts_at(self, chunk: Chunk) -> bool:
         """Whether the cache starts a new sink before ``chunk`` (a shot cut with shot sinks,
         or a cut to another place with scene sinks)."""
-        if not chunk.cut:
-            return False
-        return self.use_shot_sink or (self.use_scene_sink and bool(getattr(chunk, "new_place", False)))
+        return chunk.cut and (self.use_shot_sink or (self.use_scene_sink and chunk.new_place))
 
     @property
     def use_sink(self) -> bool:

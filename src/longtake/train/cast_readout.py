@@ -50,11 +50,11 @@ class CastReadout(nn.Module):
             from longtake.eval.probe_data import attribute_labels
             from longtake.world.parse import parse_appearance
 
-            out = []
+            out, tokens = [], tokenizer.tokens(prompt)
             for m in INTRO.finditer(prompt):
                 pos = len(tokenizer.tokens(prompt[: m.start(1)]))  # the name's token index
                 name = tokenizer.tokens(m.group(1))
-                if pos >= limit or len(name) != 1 or tokenizer.tokens(prompt)[pos : pos + 1] != name:
+                if pos >= limit or len(name) != 1 or tokens[pos : pos + 1] != name:
                     continue  # cut off by max_tokens, or not one word
                 labels = tuple(attribute_labels(parse_appearance(m.group(2))))
                 if any(v >= 0 for v in labels):
@@ -92,7 +92,3 @@ class CastReadout(nn.Module):
             start += n
         return total, count, right
 
-
-def cast_prompts(prompts: list[str]) -> list[str]:
-    """The distinct prompts that introduce at least one character (the head's data)."""
-    return sorted({p for p in prompts if INTRO.search(p)})

@@ -38,6 +38,7 @@ from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_euler, sample_few_step
 from longtake.sample.schedules import flow_shift, sampler_sigmas
+from longtake.train.cast_readout import INTRO, CastReadout
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips, split_maps
@@ -199,7 +200,7 @@ def _block_output(dit: CausalWanDiT, layer: int):
 
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
                  cfg: TrainConfig, rng, gen, with_chars: bool = False, readout: AttributeReadout | None = None,
-                 cast=None, **dit_kwargs) -> tuple[torch.Tensor, ...]:
+                 cast: CastReadout | None = None, **dit_kwargs) -> tuple[torch.Tensor, ...]:
     """Noise the latents of ``x`` (B, C[+maps], G*F, H, W; the extra channels are the maps of
     ``split_maps``: the character map when ``with_chars``, the attribute maps when
     ``readout`` is given) at one level per group of F frames (group_sigma (B, G), 0 = clean
@@ -237,7 +238,7 @@ def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean:
 
 
 def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int,
-                 readout: AttributeReadout | None = None, cast=None) -> tuple[torch.Tensor, dict[str, float]]:
+                 readout: AttributeReadout | None = None, cast: CastReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Diffusion-forcing loss of one batch of clips, plus ``cfg.solo_batch`` single chunks
     made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss,
     metrics): the mean error over all noisy frames (``forcing``), plus ``cfg.attr_weight``
@@ -323,10 +324,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         params.append({"params": list(readout.parameters()), "lr": cfg.lr})
     cast = None
     if cfg.cast_weight > 0:
-        from longtake.train.cast_readout import CastReadout, cast_prompts
-
         cast = CastReadout(text)
-        if not cast_prompts(clips.prompts()):
+        if not any(INTRO.search(p) for p in clips.prompts()):
             raise TrainError("cast_weight > 0: no training prompt introduces a character as 'Name (description)'")
         params.append({"params": list(cast.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, betas=(0.9, 0.99), weight_decay=0.01)
