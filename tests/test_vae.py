@@ -182,3 +182,53 @@ def test_builtin_state_dict_keys_stable() -> None:
     for key in ("enc_blocks.0.0.conv1.weight", "enc_down.2.bias", "enc_mid.0.norm2.weight",
                 "dec_in.weight", "dec_blocks.1.0.conv2.weight", "dec_up.2.weight", "dec_out.bias"):
         assert key in keys
+
+
+def test_builtin_loss_weights_character_pixels() -> None:
+    """weight=None and an all-ones weight give the same loss; a weight on some pixels makes
+    the loss the weighted mean of the error there and elsewhere, and ``l1`` stays the plain mean."""
+    torch.manual_seed(4)
+    vae = BuiltinVAE(TINY)
+    x = _video(1, 5)
+    plain, m0 = vae.loss(x)
+    ones, m1 = vae.loss(x, weight=torch.ones(1, 1, 5, 32, 32))
+    torch.testing.assert_close(plain, ones)
+    mask = torch.zeros(1, 1, 5, 32, 32)
+    mask[..., 8:20, 10:16] = 1.0
+    weighted, m2 = vae.loss(x, weight=1.0 + 7.0 * mask)
+    with torch.no_grad():
+        err = (vae(x)[0] - x).abs()
+    w = 1.0 + 7.0 * mask
+    assert m2["weighted_l1"] == pytest.approx(float((err * w).mean() / w.mean()), rel=1e-5)
+    assert m2["l1"] == pytest.approx(m0["l1"], rel=1e-6)
+    assert not torch.isclose(weighted, plain)
+
+
+def test_frame_windows_keep_masks_aligned_and_centre_crops_on_characters() -> None:
+    """Masks follow their frames through window, crop and flip; char_crops=1 puts a character
+    in every crop; asking for masks from shards without them is a clear error."""
+    import numpy as np
+
+    from longtake.train.config import TrainError
+    from longtake.train.data import FrameWindows
+
+    rng = np.random.default_rng(0)
+    fw = FrameWindows.__new__(FrameWindows)
+    fw.clips, fw.masks = [], []
+    for _ in range(3):
+        m = np.zeros((9, 64, 64), dtype=bool)
+        for f in range(9):  # a small figure at a random place in each frame
+            y, x = rng.integers(0, 56, size=2)
+            m[f, y : y + 6, x : x + 3] = True
+        fw.clips.append(np.where(m[..., None], 255, 0).astype(np.uint8).repeat(3, axis=3))
+        fw.masks.append(m)
+    video, masks = fw.batch(np.random.default_rng(1), 8, 5, crop=16, masks=True)
+    assert video.shape == (8, 3, 5, 16, 16) and masks.shape == (8, 1, 5, 16, 16)
+    assert torch.equal(video > 0, (masks > 0).expand_as(video))
+    _, centred = fw.batch(np.random.default_rng(2), 16, 5, crop=16, masks=True, char_crops=1.0)
+    _, uniform = fw.batch(np.random.default_rng(2), 16, 5, crop=16, masks=True)
+    assert all(c.sum() > 0 for c in centred)
+    assert centred.mean() > 2 * uniform.mean()
+    fw.masks = None
+    with pytest.raises(TrainError, match="label masks"):
+        fw.batch(np.random.default_rng(1), 2, 5, crop=16, masks=True)

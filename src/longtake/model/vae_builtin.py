@@ -285,27 +285,39 @@ class BuiltinVAE(nn.Module, VideoVAE):
 
     # ------------------------------------------------------------------ training
     def loss(
-        self, video: torch.Tensor, *, grad_weight: float = 0.5, latent_weight: float = 1e-4
+        self, video: torch.Tensor, *, grad_weight: float = 0.5, latent_weight: float = 1e-4,
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Reconstruction loss for training: L1 + ``grad_weight`` * L1 of spatial and temporal
         finite differences (keeps edges and motion sharp without a perceptual network) +
         ``latent_weight`` * mean(z^2) (keeps the latent scale bounded for the DiT).
 
-        video: (B, 3, Fp, Hp, Wp) in [-1, 1]. Returns (scalar loss, metrics).
+        video: (B, 3, Fp, Hp, Wp) in [-1, 1]. ``weight``: optional per-pixel weights
+        broadcastable to (B, 1, Fp, Hp, Wp) (e.g. more on character pixels); both L1 terms
+        become weighted means (a difference takes the larger weight of its two pixels).
+        Returns (scalar loss, metrics); the metric ``l1`` stays the plain mean.
         """
         recon, z = self(video)
-        l1 = (recon - video).abs().mean()
-        total = l1
+        err = (recon - video).abs()
+        l1 = err.mean()
+        total = l1 if weight is None else (err * weight).mean() / weight.mean()
         grad = recon.new_zeros(())
         if grad_weight:
             for dim in (2, 3, 4):
                 if video.shape[dim] > 1:
-                    grad = grad + (recon.diff(dim=dim) - video.diff(dim=dim)).abs().mean()
+                    d = (recon.diff(dim=dim) - video.diff(dim=dim)).abs()
+                    if weight is None:
+                        grad = grad + d.mean()
+                    else:
+                        w = weight.narrow(dim, 0, weight.shape[dim] - 1).maximum(weight.narrow(dim, 1, weight.shape[dim] - 1))
+                        grad = grad + (d * w).mean() / w.mean()
             total = total + grad_weight * grad
         reg = z.square().mean()
         total = total + latent_weight * reg
         metrics = {"loss": float(total.detach()), "l1": float(l1.detach()), "grad": float(grad.detach()),
                    "latent_ms": float(reg.detach())}
+        if weight is not None:
+            metrics["weighted_l1"] = float(((err * weight).mean() / weight.mean()).detach())
         return total, metrics
 
     # ------------------------------------------------------------------ weights

@@ -45,32 +45,57 @@ def to_video(frames: np.ndarray) -> torch.Tensor:
 
 
 class FrameWindows:
-    """All frames of a shard folder in memory (uint8), sampled as random windows for the VAE."""
+    """All frames of a shard folder in memory (uint8), sampled as random windows for the VAE.
+    The shards' label masks (character pixels), where present, are kept beside them."""
 
     def __init__(self, root: Path) -> None:
-        self.clips = [np.ascontiguousarray(s["frames"]) for s in ShardDataset(root)]
+        samples = list(ShardDataset(root))
+        self.clips = [np.ascontiguousarray(s["frames"]) for s in samples]
         if not self.clips:
             raise TrainError(f"{root}: the shards hold no clips")
+        has = ["masks" in s for s in samples]
+        self.masks = [np.ascontiguousarray(s["masks"] > 0) for s in samples] if all(has) else None
 
-    def batch(self, rng: np.random.Generator, batch: int, frames: int, crop: int | None = None) -> torch.Tensor:
+    def batch(self, rng: np.random.Generator, batch: int, frames: int, crop: int | None = None, *,
+              masks: bool = False, char_crops: float = 0.0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, frames, crop, crop) in [-1, 1]: random windows, random square crops (the
         VAE is convolutional; crops cut the cost of a step 4x at 64 of 128 px), a random
-        horizontal flip each. ``crop=None`` keeps whole frames."""
-        out = []
+        horizontal flip each. ``crop=None`` keeps whole frames.
+
+        ``masks=True`` also returns the character pixels of the same windows, (B, 1, frames,
+        crop, crop) float 0/1; ``char_crops`` is the fraction of crops centred (as far as
+        the frame allows) on a random character pixel of the window, where it has one."""
+        if (masks or char_crops > 0) and self.masks is None:
+            raise TrainError("character-weighted VAE training needs shards with label masks; these shards have none")
+        out, out_m = [], []
         for _ in range(batch):
-            clip = self.clips[int(rng.integers(len(self.clips)))]
+            k = int(rng.integers(len(self.clips)))
+            clip = self.clips[k]
             start = int(rng.integers(0, max(1, clip.shape[0] - frames + 1)))
             w = clip[start : start + frames]
+            m = self.masks[k][start : start + frames] if self.masks is not None else None
             if crop is not None and crop < min(w.shape[1:3]):
                 y = int(rng.integers(0, w.shape[1] - crop + 1))
                 x = int(rng.integers(0, w.shape[2] - crop + 1))
+                if char_crops > 0 and rng.random() < char_crops:
+                    ys, xs = np.nonzero(m.any(axis=0))
+                    if len(ys):
+                        i = int(rng.integers(len(ys)))
+                        y = int(np.clip(ys[i] - crop // 2, 0, w.shape[1] - crop))
+                        x = int(np.clip(xs[i] - crop // 2, 0, w.shape[2] - crop))
                 w = w[:, y : y + crop, x : x + crop]
+                m = m[:, y : y + crop, x : x + crop] if m is not None else None
             if w.shape[0] < frames:  # short clip: repeat its last frame
                 w = np.concatenate([w, np.repeat(w[-1:], frames - w.shape[0], axis=0)])
+                m = np.concatenate([m, np.repeat(m[-1:], frames - m.shape[0], axis=0)]) if m is not None else None
             if rng.random() < 0.5:
                 w = w[:, :, ::-1]
+                m = m[:, :, ::-1] if m is not None else None
             out.append(to_video(w))
-        return torch.cat(out)  # (B, 3, frames, H, W)
+            if masks:
+                out_m.append(torch.from_numpy(np.ascontiguousarray(m)).float()[None, None])  # (1, 1, F, h, w)
+        video = torch.cat(out)  # (B, 3, frames, H, W)
+        return (video, torch.cat(out_m)) if masks else video
 
 
 def latent_story(config: TrainConfig, j: int):

@@ -62,11 +62,16 @@ def train_vae(run: Path, cfg: TrainConfig, shards: Path, on_log: OnLog | None = 
     vae.train()
     while step < cfg.vae_steps:
         rng, _ = step_rng(cfg.seed, "vae", step)
-        x = data.batch(rng, cfg.vae_batch, frames, crop=cfg.vae_crop)  # (B, 3, frames, h, w)
+        weight = None
+        if cfg.vae_char_weight > 1.0 or cfg.vae_char_crops > 0:
+            x, chars = data.batch(rng, cfg.vae_batch, frames, crop=cfg.vae_crop, masks=True, char_crops=cfg.vae_char_crops)
+            weight = 1.0 + (cfg.vae_char_weight - 1.0) * chars  # (B, 1, frames, h, w)
+        else:
+            x = data.batch(rng, cfg.vae_batch, frames, crop=cfg.vae_crop)  # (B, 3, frames, h, w)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg.vae_steps, cfg.vae_lr, warmup=min(50, cfg.vae_steps))
         with autocast(cfg):
-            loss, metrics = vae.loss(x)
+            loss, metrics = vae.loss(x, weight=weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -81,10 +86,16 @@ def train_vae(run: Path, cfg: TrainConfig, shards: Path, on_log: OnLog | None = 
     vae.eval()
     with torch.no_grad():  # whole-frame reconstruction error of held windows, for the record
         rng, _ = step_rng(cfg.seed, "vae-eval", 0)
-        x = data.batch(rng, 4, frames)
+        if data.masks is not None:
+            x, chars = data.batch(rng, 8, frames, masks=True)
+        else:
+            x, chars = data.batch(rng, 8, frames), None
         recon, _ = vae(x)
-        l1 = float((recon.clamp(-1, 1) - x).abs().mean())
-    log.info("VAE: whole-frame L1 %.4f (pixel scale [-1, 1])", l1)
+        err = (recon.clamp(-1, 1) - x).abs()
+        l1 = float(err.mean())
+        char_l1 = float((err * chars).sum() / (3 * chars.sum()).clamp_min(1)) if chars is not None else None
+    log.info("VAE: whole-frame L1 %.4f, on character pixels %s (pixel scale [-1, 1])", l1,
+             "n/a" if char_l1 is None else f"{char_l1:.4f}")
 
     # Latent scale from data: 1 / std of the latents of fresh windows.
     vae.eval()
@@ -99,5 +110,5 @@ def train_vae(run: Path, cfg: TrainConfig, shards: Path, on_log: OnLog | None = 
     with atomic_output(final, suffix=".safetensors") as tmp:
         scaled.save_safetensors(tmp)
     log.info("VAE: latent std %.3f -> latent_scale %.3f", std, 1.0 / std)
-    write_text_atomic(out / "eval.json", json.dumps({"whole_frame_l1": l1, "latent_std": std, "steps": step}, indent=1))
+    write_text_atomic(out / "eval.json", json.dumps({"whole_frame_l1": l1, "character_l1": char_l1, "latent_std": std, "steps": step}, indent=1))
     return scaled
