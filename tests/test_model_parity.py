@@ -89,7 +89,7 @@ def test_per_frame_timesteps_equal_diffusers_per_token(wan_pair):
 
 
 # --------------------------------------------------------------------------- (b) + (c) cache
-def _stream_vs_full(model: CausalWanDiT, num_chunks: int, *, full_mode: str, check_bound: bool = False):
+def _stream_vs_full(model: CausalWanDiT, num_chunks: int, *, full_mode: str, check_bound: bool = False, atol: float = ATOL):
     cfg = model.config
     fpc = cfg.frames_per_chunk
     torch.manual_seed(3)
@@ -114,10 +114,10 @@ def _stream_vs_full(model: CausalWanDiT, num_chunks: int, *, full_mode: str, che
             ctx = torch.cat([x0[:, :, : c * fpc], noisy[:, :, sl]], dim=2)
             per_frame = torch.tensor([[0.0] * (c * fpc) + [sigma] * fpc])  # (B, F)
             v_full = model(ctx, per_frame, text, mode=full_mode)[:, :, sl]
-            torch.testing.assert_close(v_noisy, v_full, atol=ATOL, rtol=0)
+            torch.testing.assert_close(v_noisy, v_full, atol=atol, rtol=0)
             # Cache write with the clean chunk == that chunk of the clean full pass.
             v_clean = model(x0[:, :, sl], 0.0, cache=cache, write_cache=True)
-            torch.testing.assert_close(v_clean, full_clean[:, :, sl], atol=ATOL, rtol=0)
+            torch.testing.assert_close(v_clean, full_clean[:, :, sl], atol=atol, rtol=0)
             if check_bound:
                 assert cache.num_frames <= cfg.cache_frames
     return cache
@@ -276,6 +276,31 @@ def test_absolute_token_positions_keep_cache_parity_and_change_the_output():
         assert (a - b).abs().max() > 1e-3
         with pytest.raises(ModelError, match="absolute positions for 2x2 tokens"):
             model(torch.randn(1, 4, 2, 8, 8), 0.5, text)
+
+
+def test_refine_head_starts_as_a_no_op_and_keeps_cache_parity():
+    """The builtin's convolutional refine head (``refine_channels``) starts at zero, so a
+    trained model gains it without changing; once trained it changes the output, still
+    per frame, so streaming equals the full pass; and it needs an x0 head."""
+    torch.manual_seed(3)
+    plain = tiny_model(local_window_frames=None, prediction="sample")
+    torch.manual_seed(3)
+    model = tiny_model(local_window_frames=None, prediction="sample", refine_channels=8)
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(k for k in model.state_dict() if k.startswith("refine."))
+    x = torch.randn(1, 4, 4, 4, 4)
+    text = torch.randn(1, 3, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 0.5, text), plain(x, 0.5, text))
+        for p in model.refine.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        a = model(x, 0.5, text)
+        assert (a - plain(x, 0.5, text)).abs().max() > 1e-3
+    # x0 heads return (x - x0) / 0.05 at sigma 0, which scales float noise 20x; convolutions
+    # over a different number of frames round differently.
+    _stream_vs_full(model, num_chunks=3, full_mode="causal", atol=1e-4)
+    with pytest.raises(ModelError, match="refine_channels"):
+        get_preset("tiny").replace(refine_channels=8)
 
 
 def test_memory_clip_full_pass_equals_stream_with_a_memory_segment():

@@ -70,6 +70,13 @@ class DiTConfig:
     # RoPE only says where tokens are relative to each other; a chunk made from text alone
     # starts from pure noise, where nothing says which token is sky and which is floor.
     abs_pos_tokens: tuple[int, int] | None = None
+    # Hidden channels of a per-frame convolutional refine head after the output projection
+    # (parameters ``refine.*``; not in Wan, 0 = none, Wan's keys). With ``prediction="sample"``
+    # it adds a correction to the unpatchified x0 estimate from that estimate, the noisy input
+    # and sigma: 3x3 convolutions over the latent grid, which see across patch borders and
+    # the input's detail that a token as wide as the model loses (docs/training.md, session 10).
+    # Its last layer starts at zero, so adding it to a trained model changes nothing at first.
+    refine_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -86,6 +93,8 @@ class DiTConfig:
             problems.append(f"prediction must be 'velocity' or 'sample', got {self.prediction!r}")
         elif self.prediction == "sample" and self.in_channels != self.out_channels:
             problems.append("prediction='sample' needs out_channels == in_channels (the head predicts x0)")
+        if self.refine_channels < 0 or (self.refine_channels and self.prediction != "sample"):
+            problems.append(f"refine_channels must be >= 0 and needs prediction='sample', got {self.refine_channels} with {self.prediction!r}")
         if self.abs_pos_tokens is not None and (len(self.abs_pos_tokens) != 2 or min(self.abs_pos_tokens) < 1):
             problems.append(f"abs_pos_tokens must be (rows, cols) >= 1, got {self.abs_pos_tokens!r}")
         if not 0.0 < self.sample_sigma_min <= 1.0:

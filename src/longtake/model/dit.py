@@ -192,6 +192,28 @@ class WanBlock(nn.Module):
         return h, (k_raw, v)
 
 
+class RefineHead(nn.Module):
+    """Per-frame 3x3 convolutions that correct the unpatchified x0 estimate: input the
+    estimate, the noisy latents and sigma (one constant channel), output estimate + delta.
+    Frames are processed independently, so streaming still equals a full pass."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(2 * channels + 1, hidden, 3, padding=1)
+        self.conv_mid = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden, channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x0: Tensor, xt: Tensor, sigma: Tensor) -> Tensor:
+        """x0, xt (B, C, F, H, W); sigma (B, F) -> refined x0 (B, C, F, H, W)."""
+        b, _, f, h, w = x0.shape
+        s = sigma.to(x0.dtype)[:, None, :, None, None].expand(b, 1, f, h, w)
+        inp = rearrange(torch.cat([x0, xt.to(x0.dtype), s], dim=1), "b c f h w -> (b f) c h w")
+        y = self.conv_out(F.silu(self.conv_mid(F.silu(self.conv_in(inp)))))
+        return x0 + rearrange(y, "(b f) c h w -> b c f h w", b=b).to(x0.dtype)
+
+
 class CausalWanDiT(nn.Module):
     """Wan2.1 DiT with per-frame timesteps, offset RoPE, block-causal attention and a KV cache.
 
@@ -210,6 +232,8 @@ class CausalWanDiT(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
         if config.abs_pos_tokens is not None:  # builtin only (config.abs_pos_tokens)
             self.pos_embed = nn.Parameter(torch.randn(*config.abs_pos_tokens, dim) * 0.02)  # (rows, cols, D)
+        if config.refine_channels:  # builtin only (config.refine_channels)
+            self.refine = RefineHead(config.out_channels, config.refine_channels)
         self.rope = RopeTable(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False
 
@@ -380,6 +404,8 @@ class CausalWanDiT(nn.Module):
             f=frames, h=H // ph, w=W // pw, pt=1, ph=ph, pw=pw,
         )  # (B, C_out, F, H, W)
         if cfg.prediction == "sample":
+            if cfg.refine_channels:
+                out = self.refine(out, x, t / cfg.num_train_timesteps)
             # The head predicts x0; return the velocity it implies (config.prediction).
             s = (t / cfg.num_train_timesteps).clamp_min(cfg.sample_sigma_min)[:, None, :, None, None]  # (B, 1, F, 1, 1)
             out = ((x.float() - out.float()) / s).to(out.dtype)
