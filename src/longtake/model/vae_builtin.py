@@ -300,7 +300,8 @@ class BuiltinVAE(nn.Module, VideoVAE):
         recon, z = self(video)
         err = (recon - video).abs()
         l1 = err.mean()
-        total = l1 if weight is None else (err * weight).mean() / weight.mean()
+        weighted = None if weight is None else (err * weight).mean() / weight.mean()
+        total = l1 if weighted is None else weighted
         grad = recon.new_zeros(())
         if grad_weight:
             for dim in (2, 3, 4):
@@ -316,8 +317,8 @@ class BuiltinVAE(nn.Module, VideoVAE):
         total = total + latent_weight * reg
         metrics = {"loss": float(total.detach()), "l1": float(l1.detach()), "grad": float(grad.detach()),
                    "latent_ms": float(reg.detach())}
-        if weight is not None:
-            metrics["weighted_l1"] = float(((err * weight).mean() / weight.mean()).detach())
+        if weighted is not None:
+            metrics["weighted_l1"] = float(weighted.detach())
         return total, metrics
 
     # ------------------------------------------------------------------ weights
