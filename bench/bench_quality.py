@@ -36,6 +36,18 @@ def visible_ids(truth) -> list[str]:
     return out
 
 
+def judge(probes, frames, truths, described: dict) -> tuple[bool, list[str], list]:
+    """One chunk's frames (N, H, W, 3): is the location the probes read (majority over 3
+    frames) the script's; the characters to judge at the middle frame (visible, described);
+    and the instances the probes detect there (none are looked for without characters)."""
+    n = len(frames)
+    mid = n // 2
+    locs = probes.locations(frames[[n // 4, mid, (3 * n) // 4]])
+    ids = [cid for cid in visible_ids(truths[mid]) if cid in described]
+    inst = probes.instances(frames[mid : mid + 1])[0] if ids else []
+    return max(set(locs), key=locs.count) == truths[mid].location_kind, ids, inst
+
+
 def run_story(story, generator, probes, seed: int, *, decoys: list | None = None) -> dict:
     """Render ``story`` with ``generator`` and score each chunk. ``decoys``: parsed captions of
     characters of *another* held-out story; matching the model's frames against them gives the
@@ -55,14 +67,8 @@ def run_story(story, generator, probes, seed: int, *, decoys: list | None = None
         gt, truths = renderer.render_chunk(chunk, masks=False)
         row = {"chunk": chunk.index, "t": chunk.start_frame / timeline.fps}
         for name, frames in (("model", fc.frames), ("truth", gt)):
-            n = len(frames)
-            picks = [n // 4, n // 2, (3 * n) // 4]
-            locs = probes.locations(frames[picks])
-            row[f"{name}_loc"] = max(set(locs), key=locs.count) == truths[n // 2].location_kind
-            mid = n // 2
-            ids = [cid for cid in visible_ids(truths[mid]) if cid in described]
+            row[f"{name}_loc"], ids, inst = judge(probes, frames, truths, described)
             if ids:
-                inst = probes.instances(frames[mid : mid + 1])[0]
                 row[f"{name}_attr"] = [match_attributes(described[cid], inst) for cid in ids]
                 if decoys:
                     row[f"{name}_chance_attr"] = [match_attributes(decoys[k % len(decoys)], inst) for k in range(len(ids))]

@@ -26,39 +26,27 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import visible_ids  # noqa: E402
+from bench_quality import judge  # noqa: E402
 
 
 def round_trip(vae, frames: np.ndarray, first: bool, state):
-    """Encode one chunk's frames (N, H, W, 3) uint8 and decode them with ``state``."""
-    from einops import rearrange
+    """Encode one chunk's frames (N, H, W, 3) uint8 as the training latents are and decode
+    them with the streaming decoder ``state``; returns (frames uint8, new state)."""
+    from longtake.generate.causal import to_uint8
+    from longtake.train.data import encode_chunk
 
-    from longtake.train.data import to_video
-
-    video = to_video(frames)  # (1, 3, N, H, W)
-    if not first and vae.temporal_factor > 1:
-        video = torch.cat([video[:, :, :1], video], dim=2)
     with torch.no_grad():
-        z = vae.encode(video)
-        if not first and vae.temporal_factor > 1:
-            z = z[:, :, 1:]
-        rec, state = vae.decode_chunk(z, state)
-    rec = rearrange(rec[0].float(), "c f h w -> f h w c").numpy()
-    return ((rec + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8), state
+        rec, state = vae.decode_chunk(encode_chunk(vae, frames, first=first), state)
+    return to_uint8(rec), state
 
 
 def score(probes, frames: np.ndarray, truths, described: dict, keys: Counter, locs: list, attrs: list) -> None:
+    """Judge one chunk as bench_quality does; per attribute, count the best instance's hits."""
     from longtake.eval.probe_data import appearance_attributes
     from longtake.eval.probes import match_attributes
 
-    n = len(frames)
-    mid = n // 2
-    picks = probes.locations(frames[[n // 4, mid, (3 * n) // 4]])
-    locs.append(max(set(picks), key=picks.count) == truths[mid].location_kind)
-    ids = [c for c in visible_ids(truths[mid]) if c in described]
-    if not ids:
-        return
-    inst = probes.instances(frames[mid : mid + 1])[0]
+    loc, ids, inst = judge(probes, frames, truths, described)
+    locs.append(loc)
     for cid in ids:
         attrs.append(match_attributes(described[cid], inst))
         want = appearance_attributes(described[cid])

@@ -148,6 +148,21 @@ def chunk_cast(truth) -> dict[str, dict[str, str]]:
 
 
 @torch.no_grad()
+def encode_chunk(vae, frames: np.ndarray, *, first: bool, bf16: bool = False) -> torch.Tensor:
+    """One planned chunk's frames (N, H, W, 3) uint8 -> latents (1, C, F, h, w) float32, as
+    a render's chunk lines up with the causal VAE: the first chunk of a stream as it is;
+    a continuation's groups of t frames are encoded independently of what came before
+    (per-frame convs, disjoint groups), so any frame is prepended and its latent dropped.
+    ``bf16`` runs the encoder under bfloat16 autocast."""
+    t = vae.temporal_factor
+    video = to_video(frames)  # (1, 3, N, H, W)
+    if not first and t > 1:
+        video = torch.cat([video[:, :, :1], video], dim=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        z = vae.encode(video).float()
+    return z[:, :, 1:] if not first and t > 1 else z
+
+
 def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
     """Render and encode one story chunk by chunk -> latents (F_total, C, H, W) float16,
     character maps and who maps (F_total, H, W) uint8 (:func:`character_map`,
@@ -163,15 +178,7 @@ def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple
         labels = np.stack([tr.mask for tr in truths])
         chars.append(character_map(labels, temporal=t, spatial=vae.spatial_factor, first_chunk=chunk.index == 0))
         whos.append(who_map(labels, temporal=t, spatial=vae.spatial_factor, first_chunk=chunk.index == 0))
-        video = to_video(frames)  # (1, 3, N, H, W)
-        if chunk.index > 0 and t > 1:
-            # Continuation groups of t frames are encoded independently of what came before
-            # (per-frame convs, disjoint groups): prepend any frame, drop its latent.
-            video = torch.cat([video[:, :, :1], video], dim=2)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            z = vae.encode(video).float()
-        if chunk.index > 0 and t > 1:
-            z = z[:, :, 1:]
+        z = encode_chunk(vae, frames, first=chunk.index == 0, bf16=bf16)
         if z.shape[2] != latent_frames:
             raise TrainError(f"chunk {chunk.index}: encoded {z.shape[2]} latent frames, expected {latent_frames}")
         lats.append(rearrange(z[0], "c f h w -> f c h w").half())
