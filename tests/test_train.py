@@ -163,7 +163,8 @@ def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
     from longtake.model.tokenizer import Tokenizer
     from longtake.train.dit_stage import AttributeReadout, _noisy_error, build_models
 
-    cfg = get_train_preset("smoke").replace(text_dropout=0.0, char_weight=0.0)
+    smoke = get_train_preset("smoke")
+    cfg = smoke.replace(text_dropout=0.0, char_weight=0.0, dit_changes={**smoke.dit_changes, "layout_channels": 0})  # no slot channel
     prompts = [["Ann (a woman in a red shirt) waves.", "Ann waves again."]]
     dit, text = build_models(cfg, Tokenizer.build([p for ps in prompts for p in ps]), 4)
     readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=0)
@@ -337,7 +338,8 @@ def test_memory_batch_trains(tmp_path):
 
     _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
     clips = LatentClips(tmp_path, latent_frames=3)
-    cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2]})
+    cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2],
+                                                                         "layout_channels": 0})
     dit, text = build_models(cfg, Tokenizer.build(clips.prompts()), 2)
     loss, metrics = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
     loss.backward()
@@ -441,3 +443,34 @@ def test_train_cli_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path):
     assert any(line.startswith(f"rollout {total}/{total} forcing=") for line in lines)
     assert any(line.startswith("export 1/1") for line in lines) and "done in" in text
     assert "━" not in text  # no progress bar drawn into the log
+
+
+def test_smoke_model_places_the_prompts_characters(smoke_run):
+    """The smoke preset trains a layout DiT: the exported model.json holds a prior learnt from
+    the latents' slot maps, the generator loads it, and a render's chunks pass a layout whose
+    boxes are the prior's."""
+    from longtake.generate.builtin import builtin_generator
+    from longtake.model.layout import slot_names
+    from longtake.plan import plan
+    from longtake.train.data import latent_story
+
+    _, model = smoke_run
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["dit"]["layout_channels"] > 0 and meta["layout_prior"]
+    gen = builtin_generator(model, precision="float32")
+    assert gen.layout_prior is not None and gen.info().settings["layout_prior"] == meta["layout_prior"]
+    story = latent_story(get_train_preset("smoke"), 0)
+    timeline = plan(story, frames_per_chunk=gen.frames_per_chunk, first_chunk_frames=gen.first_chunk_frames)
+    seen = []
+    orig = gen.dit.forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("layout"))
+        return orig(*args, **kwargs)
+
+    gen.dit.forward = spy
+    frames = [fc.frames for fc in gen.stream(timeline, seed=1)]
+    assert frames and all(f.dtype.name == "uint8" for f in frames)
+    with_people = [c for c in timeline.chunks if slot_names(c.prompt)]
+    assert with_people, "the smoke stories introduce characters"
+    assert all(lay is not None for lay in seen) and any(float(lay.abs().sum()) > 0 for lay in seen)

@@ -73,6 +73,7 @@ def builtin_generator(
         autocast=autocast,
         name="builtin",
         weights=model.weights,
+        layout_prior=model.settings.layout_prior,
         memory=memory,
         cast=cast,
     )

@@ -44,6 +44,7 @@ from longtake.errors import LongtakeError
 from longtake.generate.protocol import FrameChunk, GeneratorInfo
 from longtake.model.dit import CausalWanDiT
 from longtake.model.kv_cache import KVCache, PromptKV
+from longtake.model.layout import LayoutPrior, introduced, name_embeddings
 from longtake.model.text_encoder import TextEncoder
 from longtake.model.vae import VideoVAE
 from longtake.plan.timeline import Chunk, Timeline
@@ -148,6 +149,9 @@ class CausalGenerator:
             None = plain ``dtype``.
         name: the generator name in the manifest.
         weights: file name -> sha256 of the weights used, for the manifest.
+        layout_prior: where characters stand (model/layout.py), required when the DiT has a
+            layout input: each chunk places the characters its prompt introduces in the
+            prior's boxes, carrying their name embeddings.
 
     Attributes:
         frames_per_chunk: output frames of every chunk after the first (``t * F``).
@@ -172,8 +176,13 @@ class CausalGenerator:
         autocast: torch.dtype | None = None,
         name: str = "builtin",
         weights: dict[str, str] | None = None,
+        layout_prior: LayoutPrior | None = None,
     ) -> None:
         cfg = dit.config
+        if cfg.layout_channels and layout_prior is None:
+            raise GenerateError("this DiT has a layout input (layout_channels) but no layout_prior was given (model.json 'layout_prior')")
+        if cfg.layout_channels and not hasattr(text_encoder, "tokenizer"):
+            raise GenerateError("a layout DiT needs a text encoder with a word tokenizer (the built-in one) to find the characters' names")
         if sampler not in _SAMPLERS:
             raise GenerateError(f"sampler must be one of {sorted(_SAMPLERS)}, got {sampler!r}")
         if vae.latent_channels != cfg.in_channels or cfg.out_channels != cfg.in_channels:
@@ -202,6 +211,8 @@ class CausalGenerator:
         self.autocast = autocast
         self.name = name
         self.weights = dict(weights or {})
+        self.layout_prior = layout_prior if cfg.layout_channels else None
+        self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
         self.frames_per_chunk = t * cfg.frames_per_chunk
@@ -235,6 +246,8 @@ class CausalGenerator:
             "first_chunk_frames": self.first_chunk_frames,
             "shot_cut": "keep_cache",
         }
+        if self.layout_prior is not None:
+            settings["layout_prior"] = self.layout_prior.to_dict()
         return GeneratorInfo(self.name, "learned", weights=dict(self.weights), settings=settings)
 
     def state_dict(self) -> dict[str, Any] | None:
@@ -379,6 +392,24 @@ class CausalGenerator:
             self._prompts_bytes -= _prompt_bytes(old)
         return kv
 
+    def _layout(self, prompt: str, frames: int, latent_hw: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
+        """The DiT's ``layout`` argument for a chunk of ``frames`` latent frames under
+        ``prompt`` ({} for a DiT without a layout input): the characters the prompt
+        introduces, in the prior's boxes, each carrying its name embedding."""
+        if self.layout_prior is None:
+            return {}
+        e = self.dit.config.layout_slots
+        names = self._names.get(prompt)
+        if names is None:
+            emb, _ = self.text_encoder.encode([prompt])  # (1, T, text_dim)
+            names = name_embeddings(emb, [prompt], self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens, e).to(device)  # (1, E, D)
+            self._names[prompt] = names
+            while len(self._names) > 64:
+                self._names.popitem(last=False)
+        n = len(introduced(prompt, self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens))
+        boxes = self.layout_prior.masks(n, e, frames, *latent_hw).to(device)[None]  # (1, E, F, H, W)
+        return {"layout": self.dit.layout_map(boxes, names)}
+
     def _denoiser(self, device: torch.device, chunk: Chunk | None = None) -> Denoiser:
         guided = self.guidance_chunks == "all" or chunk is None or chunk.index == 0 or chunk.cut
         if self.guidance_scale == 1.0 or not guided:
@@ -412,12 +443,13 @@ class CausalGenerator:
         shape = (1, cfg.in_channels, self.latent_frames_per_chunk, *latent_hw)  # (B, C, F, H, W)
         noise = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
         den = self._denoiser(device, chunk)
-        extra = {"cache": cache}
+        layout = self._layout(chunk.prompt, self.latent_frames_per_chunk, latent_hw, device)
+        extra = {"cache": cache, **layout}
         if self.sampler == "few_step":
             x0 = sample_few_step(den, noise, self.sigmas, generator=gen, extra=extra)
         else:
             x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
-        den.write_cache(x0, cache)
+        den.write_cache(x0, cache, **layout)
         self._after_write(chunk, cache, x0)
         latent = x0.to(_module_dtype(self.vae, torch.float32))
         # One latent frame per decode call (streaming decode is exact at any split): the

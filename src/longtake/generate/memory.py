@@ -187,7 +187,7 @@ class MemoryGenerator(CausalGenerator):
         cfg = self.memory_config
         if not cfg.use_recache or cfg.restarts_at(chunk):
             return  # a new sink forgets the cached frames anyway
-        self._recache(cache)
+        self._recache(cache, chunk.prompt)
 
     def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
         cfg = self.memory_config
@@ -230,10 +230,12 @@ class MemoryGenerator(CausalGenerator):
         entry = entry_from_cache(cache, cache.sink_start, chunk=meta["chunk"], entities=tuple(meta["entities"]), location=meta["location"])
         self.memory.add(entry, cache.prompt)
 
-    def _recache(self, cache: KVCache) -> None:
+    def _recache(self, cache: KVCache, prompt: str) -> None:
         """LongLive's KV re-cache: write the held sink and window frames again under the cache's
         (new) prompt, from their clean latents: sink first, then the window in one block-causal
-        pass with the sink as prefix (the memory segment is re-installed before sampling)."""
+        pass with the sink as prefix (the memory segment is re-installed before sampling).
+        A layout DiT places the new prompt's characters in them too, as in training, where
+        every frame carries its own prompt's layout."""
         held = cache.frame_indices
         if not held:
             return
@@ -244,11 +246,14 @@ class MemoryGenerator(CausalGenerator):
         den = self._denoiser(self._device())
         cache.clear_memory()
         cache.restart_sink(cache.sink_start)
+        device = self._device()
         if sink:
-            den.write_cache(torch.cat([self._latents[f] for f in sink], dim=2), cache)  # (1, C, S, H, W)
+            x = torch.cat([self._latents[f] for f in sink], dim=2)  # (1, C, S, H, W)
+            den.write_cache(x, cache, **self._layout(prompt, x.shape[2], tuple(x.shape[3:]), device))
         if local:
             cache.seek(local[0])
-            den.write_cache(torch.cat([self._latents[f] for f in local], dim=2), cache)  # (1, C, W, H, W)
+            x = torch.cat([self._latents[f] for f in local], dim=2)  # (1, C, W, H, W)
+            den.write_cache(x, cache, **self._layout(prompt, x.shape[2], tuple(x.shape[3:]), device))
 
     def _frame_kv(self, latent: Tensor, prompt: str, device: torch.device) -> list[tuple[Tensor, Tensor]]:
         """Per-layer (K, V) of the first frame of ``latent`` (1, C, F, H, W), written alone at
@@ -256,7 +261,8 @@ class MemoryGenerator(CausalGenerator):
         cfg = self.dit.config
         scratch = KVCache(cfg.num_layers, sink_frames=0, window_frames=None)
         scratch.set_prompt(self._prompt_kv(prompt, device))
-        self._denoiser(self._device()).write_cache(latent.float(), scratch)
+        layout = self._layout(prompt, latent.shape[2], tuple(latent.shape[3:]), device)
+        self._denoiser(self._device()).write_cache(latent.float(), scratch, **layout)
         return [scratch.frame_kv(layer, 0) for layer in range(cfg.num_layers)]
 
     def _encode_cast(self, timeline: Timeline, seed: int, device: torch.device, known: set[str]) -> None:
@@ -290,7 +296,7 @@ class MemoryGenerator(CausalGenerator):
         scratch = KVCache(cfg.num_layers, sink_frames=0, window_frames=None)
         scratch.set_prompt(self._prompt_kv(prompt, device))
         noise = torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
-        den, extra = self._denoiser(device), {"cache": scratch}
+        den, extra = self._denoiser(device), {"cache": scratch, **self._layout(prompt, shape[2], shape[3:], device)}
         if self.sampler == "few_step":
             x0 = sample_few_step(den, noise, self.sigmas, generator=gen, extra=extra)
         else:

@@ -39,6 +39,7 @@ import torch
 from longtake.model.config import DiTConfig
 from longtake.model.dit import CausalWanDiT
 from longtake.model.errors import ModelError
+from longtake.model.layout import LayoutPrior
 from longtake.model.loading import config_from_dict
 from longtake.model.text_builtin import VOCAB_NAME, WEIGHTS_NAME, BuiltinTextEncoder
 from longtake.model.vae_builtin import BuiltinVAE
@@ -71,6 +72,8 @@ class BuiltinSettings:
     guidance_chunks: str = "all"
     frames_per_chunk: int = 12  # output frames of every chunk after the first
     first_chunk_frames: int = 9  # output frames of the first chunk
+    # where characters stand when the DiT has a layout input (model/layout.py), None otherwise
+    layout_prior: LayoutPrior | None = None
     train: dict[str, Any] = field(default_factory=dict)
 
 
@@ -194,12 +197,14 @@ def save_builtin(
     sampler: str = "few_step",
     guidance_scale: float = 1.0,
     guidance_chunks: str = "all",
+    layout_prior: LayoutPrior | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a built-in model folder atomically (a hidden temp folder, then a rename).
 
     ``extra`` is free-form provenance (training command, steps, data, losses) stored under
-    ``"train"`` in ``model.json``. Replaces ``folder`` if it exists. Returns ``folder``.
+    ``"train"`` in ``model.json``. ``layout_prior`` (required for a DiT with a layout input)
+    is where the generator places characters (``"layout_prior"`` in ``model.json``). Replaces ``folder`` if it exists. Returns ``folder``.
     """
     from safetensors.torch import save_file
 
@@ -208,6 +213,8 @@ def save_builtin(
     s = [float(x) for x in torch.as_tensor(sigmas, dtype=torch.float32).flatten().tolist()]
     if len(s) < 2 or s[-1] != 0.0:
         raise ModelError(f"sigmas must hold at least 2 values and end at 0, got {s}")
+    if dit.config.layout_channels and layout_prior is None:
+        raise ModelError(f"{folder}: a DiT with a layout input needs a layout_prior (where characters stand)")
     meta = {
         "format": BUILTIN_FORMAT,
         "dit": _dit_dict(dit.config),
@@ -218,6 +225,8 @@ def save_builtin(
         "plan": _plan(dit, vae),
         "train": dict(extra or {}),
     }
+    if layout_prior is not None:
+        meta["layout_prior"] = layout_prior.to_dict()
     text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.tmp")
@@ -300,6 +309,14 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
     derived = _plan(dit, vae)
     if meta.get("plan", derived) != derived:
         raise ModelError(f"{root / MODEL_JSON}: plan {meta['plan']} does not match the parts, which make {derived}")
+    prior = None
+    if config.layout_channels:
+        if not isinstance(meta.get("layout_prior"), dict) or not meta["layout_prior"]:
+            raise ModelError(f"{root / MODEL_JSON}: the DiT has a layout input but 'layout_prior' is missing or empty")
+        try:
+            prior = LayoutPrior.from_dict(meta["layout_prior"])
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{root / MODEL_JSON}: 'layout_prior' must map a character count to boxes [y0, x0, y1, x1] ({err})") from None
     settings = BuiltinSettings(
         sampler=meta["sampler"],
         sigmas=tuple(float(x) for x in meta["sigmas"]),
@@ -307,6 +324,7 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
         guidance_chunks=str(meta.get("guidance_chunks", "all")),
         frames_per_chunk=derived["frames_per_chunk"],
         first_chunk_frames=derived["first_chunk_frames"],
+        layout_prior=prior,
         train=dict(meta.get("train") or {}),
     )
     weights = weights_hashes(root)

@@ -77,6 +77,14 @@ class DiTConfig:
     # the input's detail that a token as wide as the model loses (docs/training.md, session 10).
     # Its last layer starts at zero, so adding it to a trained model changes nothing at first.
     refine_channels: int = 0
+    # Entity layout input (model/layout.py; parameters ``layout_proj.*`` and
+    # ``layout_embedding.*``, not in Wan, 0 = none): a map of ``layout_channels`` channels, per
+    # latent pixel the sum over the characters whose box covers it of their projected name
+    # embedding, embedded like the latents and added to the tokens. Tells the DiT where each
+    # described character stands, so the description decides the figure's pixels even at high
+    # noise (docs/training.md, session 11). ``layout_slots``: the most characters per chunk.
+    layout_channels: int = 0
+    layout_slots: int = 4
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -95,6 +103,8 @@ class DiTConfig:
             problems.append("prediction='sample' needs out_channels == in_channels (the head predicts x0)")
         if self.refine_channels < 0 or (self.refine_channels and self.prediction != "sample"):
             problems.append(f"refine_channels must be >= 0 and needs prediction='sample', got {self.refine_channels} with {self.prediction!r}")
+        if self.layout_channels < 0 or self.layout_slots < 1:
+            problems.append(f"layout_channels must be >= 0 and layout_slots >= 1, got {self.layout_channels}, {self.layout_slots}")
         if self.abs_pos_tokens is not None and (len(self.abs_pos_tokens) != 2 or min(self.abs_pos_tokens) < 1):
             problems.append(f"abs_pos_tokens must be (rows, cols) >= 1, got {self.abs_pos_tokens!r}")
         if not 0.0 < self.sample_sigma_min <= 1.0:

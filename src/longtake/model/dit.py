@@ -234,6 +234,12 @@ class CausalWanDiT(nn.Module):
             self.pos_embed = nn.Parameter(torch.randn(*config.abs_pos_tokens, dim) * 0.02)  # (rows, cols, D)
         if config.refine_channels:  # builtin only (config.refine_channels)
             self.refine = RefineHead(config.out_channels, config.refine_channels)
+        if config.layout_channels:  # builtin only (config.layout_channels, model/layout.py)
+            self.layout_proj = nn.Linear(config.text_dim, config.layout_channels)
+            self.layout_embedding = nn.Conv3d(config.layout_channels, dim, kernel_size=config.patch_size, stride=config.patch_size)
+            # zero: a model gains the input without changing what it computes
+            nn.init.zeros_(self.layout_embedding.weight)
+            nn.init.zeros_(self.layout_embedding.bias)
         self.rope = RopeTable(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False
 
@@ -248,6 +254,17 @@ class CausalWanDiT(nn.Module):
             raise ModelError(f"text must be (B, T, {self.config.text_dim}), got {tuple(text.shape)}")
         y = self.condition_embedder.text_embedder(text.to(self.proj_out.weight.dtype))  # (B, T, D)
         return PromptKV([block.attn2.key_value(y) for block in self.blocks])
+
+    def layout_map(self, boxes: Tensor, names: Tensor) -> Tensor:
+        """The entity layout input (model/layout.py): box masks (B, E, F, H, W) of E slots and
+        their name embeddings (B, E, text_dim), or per frame (B, F, E, text_dim) when the
+        frames' chunks have other prompts -> (B, layout_channels, F, H, W)."""
+        if not self.config.layout_channels:
+            raise ModelError("this DiT has no layout input (layout_channels=0)")
+        z = self.layout_proj(names.to(self.layout_proj.weight.dtype)).float()  # (B, [F,] E, Cl)
+        if z.ndim == 3:
+            return torch.einsum("befhw,bec->bcfhw", boxes.float(), z)
+        return torch.einsum("befhw,bfec->bcfhw", boxes.float(), z)
 
     def _timesteps(self, sigma: Tensor | float, batch: int, frames: int, device: torch.device) -> Tensor:
         """sigma scalar, (B,) or (B, F) -> Wan timesteps (B, F) float32."""
@@ -272,6 +289,7 @@ class CausalWanDiT(nn.Module):
         write_cache: bool = False,
         mode: Mode = "causal",
         sink_frames: int | None = None,
+        layout: Tensor | None = None,
     ) -> Tensor:
         """Predict the velocity v = eps - x0 for latents ``x`` at noise level ``sigma``
         (with ``config.prediction == "sample"`` the head predicts x0 and v is derived from it).
@@ -297,6 +315,8 @@ class CausalWanDiT(nn.Module):
                 of ``config.sink_frames``: a training clip [sink | memory frames | chunks]
                 passes sink + memory, the full-pass equivalent of a cache with a memory
                 segment (memory training, train/dit_stage.py).
+            layout: (B, layout_channels, F, H, W) entity layout (:meth:`layout_map`), for a
+                DiT with ``layout_channels``; None = nobody placed.
         Returns:
             v: (B, C_out, F, H, W) in the model's dtype.
         """
@@ -336,6 +356,12 @@ class CausalWanDiT(nn.Module):
         if rows % B or frames % (rows // B):
             raise ModelError(f"the prompt has {rows} rows for a batch of {B} and {frames} frames; expected B or B*K rows with K dividing the frames")
         h = self.patch_embedding(x.to(dtype))  # (B, D, F, H/ph, W/pw)
+        if layout is not None:
+            if not cfg.layout_channels:
+                raise ModelError("a layout was given but this DiT has no layout input (layout_channels=0)")
+            if layout.shape != (B, cfg.layout_channels, frames, H, W):
+                raise ModelError(f"layout must be (B, {cfg.layout_channels}, F, H, W) = {(B, cfg.layout_channels, frames, H, W)}, got {tuple(layout.shape)}")
+            h = h + self.layout_embedding(layout.to(dtype))  # (B, D, F, H/ph, W/pw)
         if cfg.abs_pos_tokens is not None:
             if tuple(h.shape[-2:]) != tuple(cfg.abs_pos_tokens):
                 raise ModelError(f"this model has absolute positions for {cfg.abs_pos_tokens[0]}x{cfg.abs_pos_tokens[1]} tokens per frame, "

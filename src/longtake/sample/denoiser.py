@@ -75,7 +75,8 @@ class Denoiser:
             v = v_u + self.guidance_scale * (v - v_u)
         return v
 
-    def write_cache(self, x0: Tensor, cache: KVCache, *, text: Tensor | PromptKV | None = None) -> None:
-        """One pass of the clean chunk x0 (B, C, F, H, W) at sigma=0 that appends its K/V to the cache."""
+    def write_cache(self, x0: Tensor, cache: KVCache, *, text: Tensor | PromptKV | None = None, **model_kwargs: Any) -> None:
+        """One pass of the clean chunk x0 (B, C, F, H, W) at sigma=0 that appends its K/V to the
+        cache; ``model_kwargs`` (e.g. the DiT's ``layout``) as in the sampling passes."""
         sigma = torch.zeros(x0.shape[0], dtype=torch.float32, device=x0.device)  # (B,)
-        self._model(x0.to(self.dtype), sigma, text, cache=cache, write_cache=True)
+        self._model(x0.to(self.dtype), sigma, text, cache=cache, write_cache=True, **model_kwargs)

@@ -20,7 +20,6 @@ encoder; the head is not exported and the encoder's interface is unchanged.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
@@ -28,10 +27,10 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from longtake.model.layout import INTRO, introduced
 from longtake.model.text_builtin import BuiltinTextEncoder
 
-#: a character as the planner introduces it in a prompt: ``Name (description)``
-INTRO = re.compile(r"([A-Za-z][\w'-]*) \(([^()]+)\)")
+__all__ = ["INTRO", "CastReadout"]
 
 
 class CastReadout(nn.Module):
@@ -50,13 +49,11 @@ class CastReadout(nn.Module):
             from longtake.eval.probe_data import attribute_labels
             from longtake.world.parse import parse_appearance
 
-            out, tokens = [], tokenizer.tokens(prompt)
-            for m in INTRO.finditer(prompt):
-                pos = len(tokenizer.tokens(prompt[: m.start(1)]))  # the name's token index
-                name = tokenizer.tokens(m.group(1))
-                if pos >= limit or len(name) != 1 or tokens[pos : pos + 1] != name:
+            out = []
+            for _, pos, description in introduced(prompt, tokenizer.tokens, limit):
+                if pos < 0:
                     continue  # cut off by max_tokens, or not one word
-                labels = tuple(attribute_labels(parse_appearance(m.group(2))))
+                labels = tuple(attribute_labels(parse_appearance(description)))
                 if any(v >= 0 for v in labels):
                     out.append((pos, labels))
             return tuple(out)

@@ -185,7 +185,8 @@ def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple
         if chars[-1].shape != (latent_frames, *z.shape[3:]):
             raise TrainError(f"chunk {chunk.index}: character map {tuple(chars[-1].shape)} does not match latents {tuple(z.shape[2:])}")
         meta.append({"prompt": chunk.prompt, "entities": list(chunk.entities), "location": chunk.location,
-                     "cut": chunk.cut, "switch": chunk.switch, "cast": chunk_cast(truths[0])})
+                     "cut": chunk.cut, "switch": chunk.switch, "cast": chunk_cast(truths[0]),
+                     "names": {str(renderer.labels[cid]): timeline.characters[cid] for cid in chunk.characters}})
     return torch.cat(lats), torch.cat(chars), torch.cat(whos), meta
 
 
@@ -249,17 +250,39 @@ def attribute_maps(who: torch.Tensor, chunks: list[dict], latent_frames: int) ->
     return out
 
 
+def slot_map(who: torch.Tensor, chunks: list[dict], latent_frames: int) -> torch.Tensor:
+    """Who maps (F_total, H, W) uint8 of one story and its chunks' ``names`` (label -> name)
+    -> (F_total, H, W) float16: per latent pixel the layout slot of the character there (1 +
+    its place among the characters the chunk's prompt introduces, ``model.layout``), 0 where
+    nobody is or the prompt does not introduce the character."""
+    from longtake.model.layout import slot_names
+
+    out = torch.zeros(who.shape, dtype=torch.float16)
+    for c, meta in enumerate(chunks):
+        if "names" not in meta:
+            raise TrainError("a layout DiT needs latents whose chunks record the characters' names (written since session 11); "
+                             "write the latents again or set dit_changes.layout_channels=0")
+        order = slot_names(meta["prompt"])
+        span = slice(c * latent_frames, (c + 1) * latent_frames)
+        for label, name in meta["names"].items():
+            if name in order:
+                out[span][who[span] == int(label)] = float(order.index(name) + 1)
+    return out
+
+
 class LatentClips:
     """All latent stories in memory; samples DiT training clips [sink chunk | consecutive chunks].
 
     ``with_chars=True`` appends each latent frame's character map (fraction of character
-    pixels, 0..1) as one more channel and ``with_attrs=True`` the attribute maps
-    (:func:`attribute_maps`, one channel per captioned attribute), so every clip, single
-    chunk and memory clip carries its maps through the same slicing; :func:`split_maps`
-    takes them off again.
+    pixels, 0..1) as one more channel, ``with_attrs=True`` the attribute maps
+    (:func:`attribute_maps`, one channel per captioned attribute) and ``with_slots=True`` the
+    layout slot map (:func:`slot_map`) last, so every clip, single chunk and memory clip
+    carries its maps through the same slicing; :func:`split_slots` then :func:`split_maps`
+    take them off again.
     """
 
-    def __init__(self, root: Path, *, latent_frames: int, with_chars: bool = False, with_attrs: bool = False) -> None:
+    def __init__(self, root: Path, *, latent_frames: int, with_chars: bool = False, with_attrs: bool = False,
+                 with_slots: bool = False) -> None:
         from safetensors import safe_open
 
         index = root / "index.json"
@@ -268,6 +291,7 @@ class LatentClips:
         self.latent_frames = latent_frames
         self.with_chars = with_chars
         self.with_attrs = with_attrs
+        self.with_slots = with_slots
         self.stories: list[LatentStory] = []
         for name in json.loads(index.read_text(encoding="utf-8"))["shards"]:
             with safe_open(str(root / name), framework="pt") as fh:
@@ -286,6 +310,11 @@ class LatentClips:
                             raise TrainError(f"{root / name}: {key} has no who maps (latents written before session 7); "
                                              "write the latents again or set attr_weight=0")
                         lat = torch.cat([lat, attribute_maps(fh.get_tensor(key + WHO_SUFFIX), metas[key], latent_frames)], dim=1)
+                    if with_slots:
+                        if key + WHO_SUFFIX not in keys:
+                            raise TrainError(f"{root / name}: {key} has no who maps (latents written before session 7); "
+                                             "write the latents again or set dit_changes.layout_channels=0")
+                        lat = torch.cat([lat, slot_map(fh.get_tensor(key + WHO_SUFFIX), metas[key], latent_frames)[:, None]], dim=1)
                     self.stories.append(LatentStory(lat, metas[key]))
         if not self.stories:
             raise TrainError(f"{root}: no stories")
@@ -382,6 +411,36 @@ class LatentClips:
 
     def prompts(self) -> list[str]:
         return [c["prompt"] for s in self.stories for c in s.chunks]
+
+
+def layout_prior(clips: "LatentClips", num_slots: int):
+    """The :class:`~longtake.model.layout.LayoutPrior` of the clips' slot maps: for prompts
+    that introduce n characters, the median box of each slot over every latent frame that
+    shows it (the boxes the DiT is trained with, ``boxes_from_slots``)."""
+    from longtake.model.layout import boxes_from_slots, estimate_prior, frame_boxes, slot_names
+
+    if not clips.with_slots:
+        raise TrainError("a layout prior needs clips with slot maps (LatentClips(with_slots=True))")
+    f = clips.latent_frames
+    samples: dict[int, list[list]] = {}
+    for story in clips.stories:
+        slots = story.latents[:, -1].round().long()  # (F_total, H, W)
+        boxes, present = frame_boxes(boxes_from_slots(slots[None], num_slots)[0])  # (E, F_total, 4), (E, F_total)
+        for c, meta in enumerate(story.chunks):
+            n = len(slot_names(meta["prompt"]))
+            per = samples.setdefault(n, [[] for _ in range(n)])
+            for k in range(min(n, num_slots)):
+                span = slice(c * f, (c + 1) * f)
+                per[k].extend(tuple(b) for b in boxes[k, span][present[k, span]].tolist())
+    return estimate_prior({n: per for n, per in samples.items() if n > 0})
+
+
+def split_slots(x: torch.Tensor, with_slots: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, C', F, H, W) from :class:`LatentClips` -> the rest (B, C'-1, F, H, W) and the slot
+    map (B, F, H, W) long (:func:`slot_map`), or (x, None) when the clips carry none."""
+    if not with_slots:
+        return x, None
+    return x[:, :-1], x[:, -1].round().long()
 
 
 def split_maps(x: torch.Tensor, with_chars: bool, with_attrs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:

@@ -33,6 +33,7 @@ from torch import nn
 
 from longtake.model.config import get_preset
 from longtake.model.dit import CausalWanDiT
+from longtake.model.layout import boxes_from_slots, name_embeddings
 from longtake.model.text_builtin import TEXT_PRESETS, BuiltinTextConfig, BuiltinTextEncoder
 from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
@@ -41,7 +42,7 @@ from longtake.sample.schedules import flow_shift, sampler_sigmas
 from longtake.train.cast_readout import INTRO, CastReadout
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
-from longtake.train.data import LatentClips, split_maps
+from longtake.train.data import LatentClips, split_maps, split_slots
 from longtake.train.plots import plot_losses
 from longtake.train.vae_stage import lr_at
 
@@ -107,6 +108,19 @@ def frame_error(err: torch.Tensor, chars: torch.Tensor | None, char_weight: floa
 def _encode_text(text: BuiltinTextEncoder, prompts: list[str]) -> torch.Tensor:
     emb, _ = text.encode(prompts)  # (N, T, D)
     return emb
+
+
+def layout_input(dit: CausalWanDiT, text: BuiltinTextEncoder, emb: torch.Tensor, prompts: list[str], slots: torch.Tensor) -> torch.Tensor:
+    """The DiT's entity layout (model/layout.py) of a batch: text embeddings (B*G, T, D) of
+    ``prompts`` (one per group of frames, row-major) and the slot maps (B, G*F, H, W) of the
+    frames -> (B, layout_channels, G*F, H, W): the exact boxes of the renderer's label images
+    carrying each slot's name embedding (the gradient reaches the text encoder through it)."""
+    e = dit.config.layout_slots
+    b, frames = slots.shape[:2]
+    g = emb.shape[0] // b
+    names = name_embeddings(emb, prompts, text.tokenizer.tokens, text.max_tokens, e)  # (B*G, E, D)
+    names = repeat(names, "(b g) e d -> b (g f) e d", g=g, f=frames // g)  # (B, G*F, E, D)
+    return dit.layout_map(boxes_from_slots(slots, e), names)
 
 
 def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list[str]:
@@ -200,7 +214,7 @@ def _block_output(dit: CausalWanDiT, layer: int):
 
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
                  cfg: TrainConfig, rng, gen, with_chars: bool = False, readout: AttributeReadout | None = None,
-                 cast: CastReadout | None = None, **dit_kwargs) -> tuple[torch.Tensor, ...]:
+                 cast: CastReadout | None = None, with_slots: bool = False, **dit_kwargs) -> tuple[torch.Tensor, ...]:
     """Noise the latents of ``x`` (B, C[+maps], G*F, H, W; the extra channels are the maps of
     ``split_maps``: the character map when ``with_chars``, the attribute maps when
     ``readout`` is given) at one level per group of F frames (group_sigma (B, G), 0 = clean
@@ -208,6 +222,7 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     pass -> (summed error of the noisy frames, their count, summed attribute cross-entropy,
     its count, and the cast readout's summed cross-entropy, count and right answers on the
     same prompt embeddings; zero without ``readout`` / ``cast``)."""
+    x, slots = split_slots(x, with_slots)
     x0, chars, attrs = split_maps(x, with_chars, readout is not None)
     g = group_sigma.shape[1]
     sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
@@ -216,6 +231,8 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     xt = (1 - s5) * x0 + s5 * eps
     flat = drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng)
     emb = _encode_text(text, flat)  # (B*G, T, D)
+    if slots is not None:
+        dit_kwargs["layout"] = layout_input(dit, text, emb, flat, slots)
     with _block_output(dit, readout.layer) if readout is not None else nullcontext([]) as hidden:
         v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
     err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
@@ -225,6 +242,12 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
         ce, n = readout.error(hidden[-1], attrs, sigma > 0)
     cast_sums = cast.error(emb, flat) if cast is not None else (err.new_zeros(()),) * 3
     return ((err * w).sum(), w.sum(), ce, n, *cast_sums)
+
+
+def _check_slots(dit: CausalWanDiT, clips: LatentClips) -> None:
+    if bool(dit.config.layout_channels) != clips.with_slots:
+        raise TrainError(f"the DiT has layout_channels={dit.config.layout_channels} but the clips {'carry' if clips.with_slots else 'carry no'} "
+                         "slot maps; load them with LatentClips(with_slots=layout_channels > 0)")
 
 
 def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean: int = 0) -> torch.Tensor:
@@ -246,20 +269,21 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     ``cfg.cast_weight`` times the cast readout's (``cast``; ``train.cast_readout``) on the
     embeddings of the same prompts when ``cast`` is given."""
     k, f = cfg.clip_chunks, clips.latent_frames
+    _check_slots(dit, clips)
     x, prompts = clips.batch(rng, batch, k)  # (B, C[+maps], K*F, H, W)
-    wc = clips.with_chars
-    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout, cast)
+    wc, ws = clips.with_chars, clips.with_slots
+    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout, cast, with_slots=ws)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast)
+        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast, with_slots=ws)
         sums = tuple(a + b for a, b in zip(sums, more))
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
+        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, with_slots=ws, sink_frames=f + cfg.memory_frames)
         sums = tuple(a + b for a, b in zip(sums, more))
     total, count, ce, n, cast_ce, cast_n, cast_right = sums
     loss = total / count.clamp_min(1.0)
@@ -279,26 +303,39 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
 def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int) -> tuple[torch.Tensor, float]:
     """Self-rollout loss: generate the context with the model, train the next chunk."""
     x, prompts = clips.batch(rng, batch, cfg.clip_chunks)
+    _check_slots(dit, clips)
+    x, slots = split_slots(x, clips.with_slots)
     x0, chars, _ = split_maps(x, clips.with_chars, clips.with_attrs)
     b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
     sigmas = inference_sigmas(cfg)
     cache = dit.new_cache()
     den = Denoiser(dit)
+
+    def chunk_text(c: int) -> tuple[torch.Tensor, dict]:
+        """Embeddings of chunk c's prompts (B, T, D) and the DiT's layout argument for it."""
+        ps = [p[c] for p in prompts]
+        emb = _encode_text(text, ps)
+        if slots is None:
+            return emb, {}
+        return emb, {"layout": layout_input(dit, text, emb, ps, slots[:, c * f : (c + 1) * f])}
+
     with torch.no_grad():
         for c in range(k - 1):
-            cache.set_prompt(dit.encode_prompt(_encode_text(text, [p[c] for p in prompts])))
+            emb, kw = chunk_text(c)
+            cache.set_prompt(dit.encode_prompt(emb))
             noise = torch.randn((b, *x0.shape[1:2], f, *x0.shape[3:]), generator=gen)
             if cfg.sampler == "euler":
-                xg = sample_euler(den, noise, sigmas, extra={"cache": cache})
+                xg = sample_euler(den, noise, sigmas, extra={"cache": cache, **kw})
             else:
-                xg = sample_few_step(den, noise, sigmas, generator=gen, extra={"cache": cache})
-            den.write_cache(xg, cache)
+                xg = sample_few_step(den, noise, sigmas, generator=gen, extra={"cache": cache, **kw})
+            den.write_cache(xg, cache, **kw)
     target = x0[:, :, -f:]
     s = sample_sigma(rng, (b,), cfg)  # (B,)
     eps = torch.randn(target.shape, generator=gen)
     s5 = s[:, None, None, None, None]
     xt = (1 - s5) * target + s5 * eps
-    v = dit(xt, s, _encode_text(text, [p[-1] for p in prompts]), cache=cache)
+    emb, kw = chunk_text(k - 1)
+    v = dit(xt, s, emb, cache=cache, **kw)
     err = prediction_error(dit, xt, v, s[:, None].expand(b, f), target, eps)
     loss = frame_error(err, None if chars is None else chars[:, -f:], cfg.char_weight).mean()
     return loss, float(loss.detach())

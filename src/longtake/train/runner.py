@@ -82,7 +82,7 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
           stop_after: str | None = None, command: str | None = None) -> Path:
     """Run (or resume) every stage into ``run``; returns the exported model folder."""
     from longtake.model.builtin import save_builtin
-    from longtake.train.data import LatentClips, write_latent_shards
+    from longtake.train.data import LatentClips, layout_prior, write_latent_shards
     from longtake.train.dit_stage import inference_sigmas, train_dit
     from longtake.train.vae_stage import train_vae
     from longtake.world.shards import write_shards
@@ -129,7 +129,8 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
                                                      on_story=lambda d, t: emit("latents", d, t)))
     if stop("latents"):
         return run
-    clips = LatentClips(latents, latent_frames=dcfg.frames_per_chunk, with_chars=cfg.char_weight > 0, with_attrs=cfg.attr_weight > 0)
+    clips = LatentClips(latents, latent_frames=dcfg.frames_per_chunk, with_chars=cfg.char_weight > 0, with_attrs=cfg.attr_weight > 0,
+                        with_slots=dcfg.layout_channels > 0)
     model_dir = run / "model"
     if (model_dir / "model.json").is_file():
         meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
@@ -138,7 +139,8 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
     dit, text = timed("dit", lambda: train_dit(run, cfg, clips, vae.latent_channels, on_log=lambda s, d, t, m: emit(s, d, t, m)))
     extra = {"command": command, "config": cfg.to_dict(), "timing": timing.data,
              "torch": torch.__version__, "threads": torch.get_num_threads()}
+    prior = layout_prior(clips, dcfg.layout_slots) if dcfg.layout_channels else None
     save_builtin(model_dir, dit, vae, text, sigmas=inference_sigmas(cfg).tolist(), sampler=cfg.sampler, guidance_scale=cfg.guidance_scale,
-                 guidance_chunks=cfg.guidance_chunks, extra=extra)
+                 guidance_chunks=cfg.guidance_chunks, layout_prior=prior, extra=extra)
     emit("export", 1, 1)
     return model_dir

@@ -1,0 +1,120 @@
+"""Entity layout (model/layout.py): boxes from slot maps, the prior, the DiT's layout input,
+the latents' slot maps, and a generator that places the prompt's characters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from longtake.model.config import get_preset
+from longtake.model.dit import CausalWanDiT
+from longtake.model.errors import ModelError
+from longtake.model.layout import (
+    LayoutPrior,
+    boxes_from_slots,
+    estimate_prior,
+    frame_boxes,
+    introduced,
+    name_embeddings,
+    slot_names,
+)
+from longtake.model.tokenizer import Tokenizer
+
+PROMPT = "Ann (a woman with red hair) talks to Bob (a man in a blue shirt). Setting: office."
+
+
+def test_introduced_names_their_token_and_description():
+    tok = Tokenizer.build([PROMPT])
+    found = introduced(PROMPT, tok.tokens, 64)
+    assert [(n, d) for n, _, d in found] == [("Ann", "a woman with red hair"), ("Bob", "a man in a blue shirt")]
+    tokens = tok.tokens(PROMPT)
+    assert [tokens[p] for _, p, _ in found] == [tok.tokens("Ann")[0], tok.tokens("Bob")[0]]
+    assert [p for _, p, _ in introduced(PROMPT, tok.tokens, 3)] == [0, -1]  # Bob is cut off
+    assert slot_names(PROMPT) == ["Ann", "Bob"]
+    emb = torch.randn(1, 64, 8)
+    names = name_embeddings(emb, [PROMPT], tok.tokens, 3, num_slots=3)  # (1, E, D)
+    torch.testing.assert_close(names[0, 0], emb[0, 0])
+    assert names[0, 1:].abs().sum() == 0  # cut off, and no third character
+
+
+def test_boxes_from_slots_are_each_slots_bounding_box_per_frame():
+    slots = torch.zeros(1, 2, 8, 8, dtype=torch.long)
+    slots[0, 0, 2:5, 1] = 1
+    slots[0, 0, 3, 3] = 1  # box rows 2..4, cols 1..3
+    slots[0, 0, 6, 6] = 2
+    slots[0, 1, 0, 0] = 2  # slot 1 absent in frame 1
+    box = boxes_from_slots(slots, 3, dilate=0)  # (1, E, F, H, W)
+    assert box.shape == (1, 3, 2, 8, 8)
+    want = torch.zeros(8, 8)
+    want[2:5, 1:4] = 1
+    torch.testing.assert_close(box[0, 0, 0], want)
+    assert box[0, 0, 1].sum() == 0 and box[0, 2].sum() == 0
+    grown = boxes_from_slots(slots, 3, dilate=1)
+    assert grown[0, 1, 1].sum() == 4  # a corner pixel grows to 2x2 inside the frame
+    coords, present = frame_boxes(box[0])  # (E, F, 4), (E, F)
+    assert present.tolist() == [[True, False], [True, True], [False, False]]
+    assert coords[0, 0].tolist() == [2 / 8, 1 / 8, 5 / 8, 4 / 8]
+
+
+def test_prior_is_the_median_box_and_round_trips():
+    prior = estimate_prior({1: [[(0.5, 0.4, 0.9, 0.6), (0.5, 0.2, 0.8, 0.4), (0.4, 0.4, 1.0, 0.6)]],
+                            2: [[(0.5, 0.1, 0.9, 0.3)], []]})
+    assert prior.boxes[1] == ((0.5, 0.4, 0.9, 0.6),)
+    assert prior.boxes[2][1] == prior.boxes[2][0]  # a slot never seen takes the one before
+    again = LayoutPrior.from_dict(prior.to_dict())
+    assert again == prior
+    m = again.masks(1, 2, 3, 10, 10)  # (E, F, H, W)
+    assert m.shape == (2, 3, 10, 10) and m[0, :, 5:9, 4:6].min() == 1 and m[0].sum() == 3 * 8 and m[1].sum() == 0
+    assert again.masks(5, 2, 1, 10, 10)[1].sum() > 0  # more characters than learnt: the largest n
+    assert again.masks(0, 2, 1, 10, 10).sum() == 0
+
+
+def _layout_dit(**changes) -> CausalWanDiT:
+    torch.manual_seed(0)
+    return CausalWanDiT(get_preset("tiny").replace(prediction="sample", layout_channels=3, local_window_frames=None, **changes)).eval()
+
+
+def test_layout_input_starts_as_a_no_op_then_places_characters_and_streams_exactly():
+    model = _layout_dit()
+    fpc = model.config.frames_per_chunk
+    x = torch.randn(1, 4, 3 * fpc, 4, 4)
+    text = torch.randn(1, 5, 32)
+    boxes = torch.zeros(1, 4, 3 * fpc, 4, 4)
+    boxes[:, 0, :, 1:3, 0:2] = 1
+    names = torch.randn(1, 4, 32)
+    with torch.no_grad():
+        layout = model.layout_map(boxes, names)  # (B, Cl, F, H, W)
+        assert layout.shape == (1, 3, 3 * fpc, 4, 4) and layout[:, :, :, 0, 3].abs().sum() == 0
+        torch.testing.assert_close(model(x, 0.6, text, layout=layout), model(x, 0.6, text))  # zero-initialised
+        for p in model.layout_embedding.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        full = model(x, torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc]), text, layout=layout)
+        assert (full - model(x, torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc]), text)).abs().max() > 1e-3
+        # chunk by chunk with the cache (clean chunks written with their layout) == the full pass
+        cache = model.new_cache()
+        cache.set_prompt(model.encode_prompt(text))
+        for c in range(2):
+            sl = slice(c * fpc, (c + 1) * fpc)
+            model(x[:, :, sl], 0.0, cache=cache, write_cache=True, layout=layout[:, :, sl])
+        last = model(x[:, :, 2 * fpc :], 0.6, cache=cache, layout=layout[:, :, 2 * fpc :])
+        torch.testing.assert_close(last, full[:, :, 2 * fpc :], atol=1e-4, rtol=0)
+        # per-frame name embeddings (clips whose chunks have other prompts)
+        per_frame = model.layout_map(boxes, names[:, None].expand(1, 3 * fpc, 4, 32))
+        torch.testing.assert_close(per_frame, layout)
+    with pytest.raises(ModelError, match="layout"):
+        model(x, 0.6, text, layout=layout[:, :2])
+    with pytest.raises(ModelError, match="no layout input"):
+        CausalWanDiT(get_preset("tiny"))(x, 0.6, text, layout=layout)
+
+
+def test_slot_map_follows_the_prompts_introduction_order():
+    from longtake.train.data import slot_map
+
+    who = torch.zeros(6, 4, 4, dtype=torch.uint8)
+    who[:3, 0, 0] = 2  # label 2 = Bob, introduced second
+    who[:3, 3, 3] = 1  # label 1 = Ann
+    who[3:, 1, 1] = 1
+    chunks = [{"prompt": PROMPT, "names": {"1": "Ann", "2": "Bob"}},
+              {"prompt": "Ann (a woman with red hair) waits. Setting: office.", "names": {"1": "Ann"}}]
+    s = slot_map(who, chunks, 3)
+    assert s[0, 0, 0] == 2 and s[0, 3, 3] == 1 and s[4, 1, 1] == 1 and s.sum() == 3 * (2 + 1) + 3 * 1
