@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guidance", type=float, default=None, help="guidance scale on shot starts (default: the model's)")
     ap.add_argument("--memory", default="sink", help="memory mode (docs/memory.md; default sink, as longtake render)")
     ap.add_argument("--no-scene-sink", action="store_true", help="keep the cache at a cut to another place (the behaviour before session 9)")
+    ap.add_argument("--no-layout", action="store_true",
+                    help="a layout model rendered without placing anyone (an empty layout prior): what the layout input adds")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -114,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     memory = MemoryConfig(mode=args.memory, scene_sink=False if args.no_scene_sink else None)
     gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision,
                             guidance=args.guidance, memory=memory)
+    if args.no_layout:
+        from longtake.model.layout import LayoutPrior
+
+        if gen.layout_prior is None:
+            ap.error("--no-layout: this model has no layout input")
+        gen.layout_prior = LayoutPrior({})  # every box empty: the layout map is zero
     from longtake.world.parse import parse_appearance
 
     results = []

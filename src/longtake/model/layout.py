@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -37,10 +38,12 @@ from torch import Tensor
 INTRO = re.compile(r"([A-Za-z][\w'-]*) \(([^()]+)\)")
 
 
-def introduced(prompt: str, tokens: Callable[[str], list[str]], limit: int) -> list[tuple[str, int, str]]:
+@lru_cache(maxsize=65536)
+def introduced(prompt: str, tokens: Callable[[str], list[str]], limit: int) -> tuple[tuple[str, int, str], ...]:
     """The characters ``prompt`` introduces, in order: (name, token index of the name,
     description). ``tokens`` is the encoder's tokenizer; a name past ``limit`` tokens (cut
-    off) or of more than one token has index -1 (no embedding to read)."""
+    off) or of more than one token has index -1 (no embedding to read). Cached: training asks
+    for the same prompts at every step."""
     out = []
     all_tokens = tokens(prompt)
     for m in INTRO.finditer(prompt):
@@ -48,7 +51,7 @@ def introduced(prompt: str, tokens: Callable[[str], list[str]], limit: int) -> l
         name = tokens(m.group(1))
         ok = pos < limit and len(name) == 1 and all_tokens[pos : pos + 1] == name
         out.append((m.group(1), pos if ok else -1, m.group(2)))
-    return out
+    return tuple(out)
 
 
 def slot_names(prompt: str) -> list[str]:
