@@ -212,7 +212,7 @@ class CausalGenerator:
         self.name = name
         self.weights = dict(weights or {})
         self.layout_prior = layout_prior if cfg.layout_channels else None
-        self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt -> slot name embeddings (1, E, text_dim)
+        self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt cache key -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
         self.frames_per_chunk = t * cfg.frames_per_chunk
@@ -383,6 +383,7 @@ class CausalGenerator:
         kv = self._prompts.get(key)
         if kv is None:
             emb, _ = self.text_encoder.encode([text])  # (1, T, text_dim); padding is zero
+            self._keep_names(key, text, emb, device)
             kv = self.dit.encode_prompt(emb.to(device))
             self._prompts[key] = kv
             self._prompts_bytes += _prompt_bytes(kv)
@@ -398,17 +399,22 @@ class CausalGenerator:
         introduces, in the prior's boxes, each carrying its name embedding."""
         if self.layout_prior is None:
             return {}
-        e = self.dit.config.layout_slots
-        names = self._names.get(prompt)
-        if names is None:
-            emb, _ = self.text_encoder.encode([prompt])  # (1, T, text_dim)
-            names = name_embeddings(emb, [prompt], self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens, e).to(device)  # (1, E, D)
-            self._names[prompt] = names
-            while len(self._names) > 64:
-                self._names.popitem(last=False)
+        key = self.text_encoder.cache_key(prompt)
+        if key not in self._names:  # normally filled when the prompt's K/V were computed
+            self._keep_names(key, prompt, self.text_encoder.encode([prompt])[0], device)
         n = len(introduced(prompt, self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens))
-        boxes = self.layout_prior.masks(n, e, frames, *latent_hw).to(device)[None]  # (1, E, F, H, W)
-        return {"layout": self.dit.layout_map(boxes, names)}
+        boxes = self.layout_prior.masks(n, self.dit.config.layout_slots, frames, *latent_hw).to(device)[None]  # (1, E, F, H, W)
+        return {"layout": self.dit.layout_map(boxes, self._names[key])}
+
+    def _keep_names(self, key: str, prompt: str, emb: Tensor, device: torch.device) -> None:
+        """Keep the slot name embeddings (1, E, text_dim) of a prompt's embeddings (1, T, text_dim)
+        for its chunks' layouts (a layout DiT only; the last 64 prompts)."""
+        if self.layout_prior is None:
+            return
+        tokens, limit = self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens
+        self._names[key] = name_embeddings(emb, [prompt], tokens, limit, self.dit.config.layout_slots).to(device)
+        while len(self._names) > 64:
+            self._names.popitem(last=False)
 
     def _denoiser(self, device: torch.device, chunk: Chunk | None = None) -> Denoiser:
         guided = self.guidance_chunks == "all" or chunk is None or chunk.index == 0 or chunk.cut

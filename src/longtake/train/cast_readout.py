@@ -27,10 +27,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from longtake.model.layout import INTRO, introduced
+from longtake.model.layout import introduced
 from longtake.model.text_builtin import BuiltinTextEncoder
-
-__all__ = ["INTRO", "CastReadout"]
 
 
 class CastReadout(nn.Module):

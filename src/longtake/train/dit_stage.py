@@ -33,13 +33,13 @@ from torch import nn
 
 from longtake.model.config import get_preset
 from longtake.model.dit import CausalWanDiT
-from longtake.model.layout import boxes_from_slots, name_embeddings
+from longtake.model.layout import INTRO, boxes_from_slots, name_embeddings
 from longtake.model.text_builtin import TEXT_PRESETS, BuiltinTextConfig, BuiltinTextEncoder
 from longtake.model.tokenizer import Tokenizer
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_euler, sample_few_step
 from longtake.sample.schedules import flow_shift, sampler_sigmas
-from longtake.train.cast_readout import INTRO, CastReadout
+from longtake.train.cast_readout import CastReadout
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips, split_maps, split_slots
