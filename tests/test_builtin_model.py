@@ -358,3 +358,22 @@ def test_storyworld_renders_resume_too(tmp_path, example_path):
     render_story(story, tl, load_generator("storyworld", story=story), out, resume=True)
     straight = render_story(story, tl, load_generator("storyworld", story=story), tmp_path / "s.mp4")
     assert sha256_file(straight.video) == sha256_file(out)
+
+
+def test_a_layout_model_needs_its_prior_to_save_and_load(tmp_path):
+    """A DiT with a layout input is saved with its layout prior and refused without one, on
+    save and on load, with a message that names model.json's 'layout_prior'."""
+    from longtake.model.layout import LayoutPrior
+
+    _, vae, text = tiny_parts()
+    dit = CausalWanDiT(get_preset("tiny").replace(prediction="sample", layout_channels=2)).eval()
+    with pytest.raises(ModelError, match="layout_prior"):
+        save_builtin(tmp_path / "none", dit, vae, text, sigmas=[1.0, 0.0])
+    prior = LayoutPrior({1: ((0.5, 0.4, 0.9, 0.6),)})
+    out = save_builtin(tmp_path / "m", dit, vae, text, sigmas=[1.0, 0.0], layout_prior=prior)
+    assert load_builtin(out).settings.layout_prior == prior
+    meta = json.loads((out / "model.json").read_text())
+    del meta["layout_prior"]
+    (out / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="layout_prior.*missing"):
+        load_builtin(out)
