@@ -214,7 +214,7 @@ def _block_output(dit: CausalWanDiT, layer: int):
 
 def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, prompts: list[list[str]], group_sigma: torch.Tensor,
                  cfg: TrainConfig, rng, gen, with_chars: bool = False, readout: AttributeReadout | None = None,
-                 cast: CastReadout | None = None, with_slots: bool = False, **dit_kwargs) -> tuple[torch.Tensor, ...]:
+                 cast: CastReadout | None = None, **dit_kwargs) -> tuple[torch.Tensor, ...]:
     """Noise the latents of ``x`` (B, C[+maps], G*F, H, W; the extra channels are the maps of
     ``split_maps``: the character map when ``with_chars``, the attribute maps when
     ``readout`` is given) at one level per group of F frames (group_sigma (B, G), 0 = clean
@@ -222,7 +222,7 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     pass -> (summed error of the noisy frames, their count, summed attribute cross-entropy,
     its count, and the cast readout's summed cross-entropy, count and right answers on the
     same prompt embeddings; zero without ``readout`` / ``cast``)."""
-    x, slots = split_slots(x, with_slots)
+    x, slots = split_slots(x, bool(dit.config.layout_channels))  # the clips carry slot maps for a layout DiT (_check_slots)
     x0, chars, attrs = split_maps(x, with_chars, readout is not None)
     g = group_sigma.shape[1]
     sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
@@ -271,19 +271,19 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     k, f = cfg.clip_chunks, clips.latent_frames
     _check_slots(dit, clips)
     x, prompts = clips.batch(rng, batch, k)  # (B, C[+maps], K*F, H, W)
-    wc, ws = clips.with_chars, clips.with_slots
-    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout, cast, with_slots=ws)
+    wc = clips.with_chars
+    sums = _noisy_error(dit, text, x, prompts, _context_sigmas(rng, (x.shape[0], k), cfg), cfg, rng, gen, wc, readout, cast)
     if cfg.solo_batch > 0:
         # chunks from text alone, every noise level, no context (LatentClips.solo)
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
-        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast, with_slots=ws)
+        more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast)
         sums = tuple(a + b for a, b in zip(sums, more))
     if cfg.memory_batch > 0:
         # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
         xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, with_slots=ws, sink_frames=f + cfg.memory_frames)
+        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
         sums = tuple(a + b for a, b in zip(sums, more))
     total, count, ce, n, cast_ce, cast_n, cast_right = sums
     loss = total / count.clamp_min(1.0)
