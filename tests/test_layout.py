@@ -10,7 +10,9 @@ from longtake.model.config import get_preset
 from longtake.model.dit import CausalWanDiT
 from longtake.model.errors import ModelError
 from longtake.model.layout import (
+    FigurePainter,
     LayoutPrior,
+    box_coordinates,
     boxes_from_slots,
     estimate_prior,
     frame_boxes,
@@ -105,6 +107,78 @@ def test_layout_input_starts_as_a_no_op_then_places_characters_and_streams_exact
         model(x, 0.6, text, layout=layout[:, :2])
     with pytest.raises(ModelError, match="no layout input"):
         CausalWanDiT(get_preset("tiny"))(x, 0.6, text, layout=layout)
+
+
+def test_box_coordinates_run_from_the_boxs_top_left_to_its_bottom_right():
+    boxes = torch.zeros(2, 8, 8)
+    boxes[0, 2:6, 1:3] = 1  # rows 2-5, columns 1-2
+    coords = box_coordinates(boxes)  # (2, 2, 8, 8)
+    torch.testing.assert_close(coords[0, 0, 2:6, 1], torch.tensor([0.125, 0.375, 0.625, 0.875]))
+    torch.testing.assert_close(coords[0, 1, 2, 1:3], torch.tensor([0.25, 0.75]))
+    assert coords[0][:, boxes[0] == 0].abs().sum() == 0 and coords[1].abs().sum() == 0  # outside and empty boxes
+
+
+def test_figure_painter_paints_inside_boxes_only_and_learns_a_figure_per_name():
+    """The painter fits per-name, per-row latents from its loss alone (train.dit_stage.paint_error)."""
+    from longtake.train.dit_stage import paint_error
+
+    torch.manual_seed(0)
+    painter = FigurePainter(text_dim=8, hidden=32, channels=2)
+    slots = torch.zeros(2, 1, 8, 8)
+    slots[0, 0, 1:7, 2:4] = 1  # slot 1 of clip 0
+    slots[1, 0, 2:8, 4:6] = 1
+    boxes = boxes_from_slots(slots, 1, dilate=0)  # (2, 1, 1, 8, 8)
+    names = torch.randn(2, 1, 8)
+    # target: colour by name (clip 0 bright, clip 1 dark), top half and bottom half differ
+    x0 = torch.zeros(2, 2, 1, 8, 8)
+    x0[0, :, 0, 1:4, 2:4], x0[0, :, 0, 4:7, 2:4] = 1.0, -1.0
+    x0[1, :, 0, 2:5, 4:6], x0[1, :, 0, 5:8, 4:6] = -0.5, 0.5
+    logits, lat = painter(boxes, names)
+    assert lat.shape == (2, 1, 2, 1, 8, 8) and (lat[:, 0] * (boxes[:, 0] == 0)[:, None]).abs().sum() == 0
+    first, n = paint_error(boxes, slots, logits, lat, x0)
+    assert n == 1
+    opt = torch.optim.Adam(painter.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        loss, _ = paint_error(boxes, slots, *painter(boxes, names), x0)
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.1 * float(first)
+    _, lat = painter(boxes, names)
+    assert float(lat[0, 0, 0, 0, 2, 2]) > 0.5 and float(lat[0, 0, 0, 0, 6, 2]) < -0.5  # top vs bottom of clip 0's figure
+    assert float(lat[1, 0, 0, 0, 3, 4]) < -0.2  # clip 1's figure: its own colours
+
+
+def test_painter_dit_starts_as_the_plain_layout_dit_and_streams_exactly():
+    model = _layout_dit(paint_hidden=16, refine_channels=8)
+    cfg = model.config
+    assert cfg.layout_width == 3 + 4 + 1
+    fpc = cfg.frames_per_chunk
+    x = torch.randn(1, 4, 3 * fpc, 4, 4)
+    text = torch.randn(1, 5, 32)
+    boxes = torch.zeros(1, 4, 3 * fpc, 4, 4)
+    boxes[:, 0, :, 1:3, 0:2] = 1
+    names = torch.randn(1, 4, 32)
+    with torch.no_grad():
+        layout = model.layout_map(boxes, names)
+        assert layout.shape == (1, cfg.layout_width, 3 * fpc, 4, 4) and layout[:, 3:, :, 0, 3].abs().sum() == 0
+        plain = layout.clone()
+        plain[:, 3:] = 0
+        torch.testing.assert_close(model(x, 0.6, text, layout=layout), model(x, 0.6, text, layout=plain))  # zero-initialised
+        for p in [*model.paint_embedding.parameters(), *model.refine.paint_in.parameters()]:
+            p.add_(torch.randn_like(p) * 0.3)
+        sig = torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc])
+        full = model(x, sig, text, layout=layout)
+        assert (full - model(x, sig, text, layout=plain)).abs().max() > 1e-3
+        cache = model.new_cache()
+        cache.set_prompt(model.encode_prompt(text))
+        for c in range(2):
+            sl = slice(c * fpc, (c + 1) * fpc)
+            model(x[:, :, sl], 0.0, cache=cache, write_cache=True, layout=layout[:, :, sl])
+        last = model(x[:, :, 2 * fpc :], 0.6, cache=cache, layout=layout[:, :, 2 * fpc :])
+        torch.testing.assert_close(last, full[:, :, 2 * fpc :], atol=1e-4, rtol=0)
+    with pytest.raises(ModelError, match="paint_hidden"):
+        get_preset("tiny").replace(paint_hidden=8)
 
 
 def test_slot_map_follows_the_prompts_introduction_order():

@@ -164,7 +164,7 @@ def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
     from longtake.train.dit_stage import AttributeReadout, _noisy_error, build_models
 
     smoke = get_train_preset("smoke")
-    cfg = smoke.replace(text_dropout=0.0, char_weight=0.0, dit_changes={**smoke.dit_changes, "layout_channels": 0})  # no slot channel
+    cfg = smoke.replace(text_dropout=0.0, char_weight=0.0, dit_changes={**smoke.dit_changes, "layout_channels": 0, "paint_hidden": 0})  # no slot channel
     prompts = [["Ann (a woman in a red shirt) waves.", "Ann waves again."]]
     dit, text = build_models(cfg, Tokenizer.build([p for ps in prompts for p in ps]), 4)
     readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=0)
@@ -339,7 +339,7 @@ def test_memory_batch_trains(tmp_path):
     _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
     clips = LatentClips(tmp_path, latent_frames=3)
     cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2],
-                                                                         "layout_channels": 0})
+                                                                         "layout_channels": 0, "paint_hidden": 0})
     dit, text = build_models(cfg, Tokenizer.build(clips.prompts()), 2)
     loss, metrics = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
     loss.backward()
@@ -446,9 +446,9 @@ def test_train_cli_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path):
 
 
 def test_smoke_model_places_the_prompts_characters(smoke_run):
-    """The smoke preset trains a layout DiT: the exported model.json holds a prior learnt from
-    the latents' slot maps, the generator loads it, and a render's chunks pass a layout whose
-    boxes are the prior's."""
+    """The smoke preset trains a layout DiT with a figure painter: the exported model.json
+    holds a prior learnt from the latents' slot maps, the generator loads it, and a render's
+    chunks pass a layout whose boxes are the prior's, painted."""
     from longtake.generate.builtin import builtin_generator
     from longtake.model.layout import slot_names
     from longtake.plan import plan
@@ -474,3 +474,12 @@ def test_smoke_model_places_the_prompts_characters(smoke_run):
     with_people = [c for c in timeline.chunks if slot_names(c.prompt)]
     assert with_people, "the smoke stories introduce characters"
     assert all(lay is not None for lay in seen) and any(float(lay.abs().sum()) > 0 for lay in seen)
+    # the smoke DiT has a figure painter: its channels ride on the layout and paint the placed figures
+    cfg = gen.dit.config
+    assert cfg.paint_hidden > 0 and all(lay.shape[1] == cfg.layout_width for lay in seen)
+    assert any(float(lay[:, cfg.layout_channels :].abs().sum()) > 0 for lay in seen)
+    from longtake.train.checkpoint import load_checkpoint
+
+    paint = load_checkpoint(smoke_run[0] / "dit" / "ckpt.pt")["losses"]["paint"]  # its loss was logged at every step
+    smoke = get_train_preset("smoke")
+    assert len(paint) == smoke.forcing_steps + smoke.rollout_steps and all(0 < v < float("inf") for _, v in paint)

@@ -85,6 +85,14 @@ class DiTConfig:
     # noise (docs/training.md, session 11). ``layout_slots``: the most characters per chunk.
     layout_channels: int = 0
     layout_slots: int = 4
+    # Figure painter (model/layout.py ``FigurePainter``; parameters ``paint.*``,
+    # ``paint_embedding.*`` and ``refine.paint_in.*``, not in Wan, 0 = none; needs a layout):
+    # a per-pixel MLP of ``paint_hidden`` channels that, from a character's name embedding and
+    # the pixel's place inside its box, paints the latent the figure has there and how likely
+    # the figure covers it. The painted latents and coverage join the layout map (the
+    # layout is ``layout_width`` channels) and reach the refine head, so even at sigma 1 the
+    # DiT starts from a rough figure in the described colours (docs/training.md, session 12).
+    paint_hidden: int = 0
 
     def __post_init__(self) -> None:
         if self.sink_frames is None:
@@ -105,6 +113,8 @@ class DiTConfig:
             problems.append(f"refine_channels must be >= 0 and needs prediction='sample', got {self.refine_channels} with {self.prediction!r}")
         if self.layout_channels < 0 or self.layout_slots < 1:
             problems.append(f"layout_channels must be >= 0 and layout_slots >= 1, got {self.layout_channels}, {self.layout_slots}")
+        if self.paint_hidden < 0 or (self.paint_hidden and not self.layout_channels):
+            problems.append(f"paint_hidden must be >= 0 and needs layout_channels > 0, got {self.paint_hidden} with {self.layout_channels}")
         if self.abs_pos_tokens is not None and (len(self.abs_pos_tokens) != 2 or min(self.abs_pos_tokens) < 1):
             problems.append(f"abs_pos_tokens must be (rows, cols) >= 1, got {self.abs_pos_tokens!r}")
         if not 0.0 < self.sample_sigma_min <= 1.0:
@@ -135,6 +145,12 @@ class DiTConfig:
         if self.local_window_frames is None:
             return None
         return self.sink_frames + self.local_window_frames - self.frames_per_chunk
+
+    @property
+    def layout_width(self) -> int:
+        """Channels of the DiT's ``layout`` input: the layout map, then, with a figure
+        painter, the painted latents (``out_channels``) and their coverage (1)."""
+        return self.layout_channels + (self.out_channels + 1 if self.paint_hidden else 0)
 
     def tokens_per_frame(self, height: int, width: int) -> int:
         """Tokens of one latent frame of size (height, width) after patching."""

@@ -33,6 +33,7 @@ from longtake.model.attention import WanAttention, attend, frame_visibility, tok
 from longtake.model.config import DiTConfig
 from longtake.model.errors import ModelError
 from longtake.model.kv_cache import KV, KVCache, PromptKV
+from longtake.model.layout import FigurePainter, compose_paint
 from longtake.model.rope import RopeTable, apply_rope
 
 Mode = Literal["causal", "causal_window", "bidirectional"]
@@ -197,20 +198,28 @@ class RefineHead(nn.Module):
     estimate, the noisy latents and sigma (one constant channel), output estimate + delta.
     Frames are processed independently, so streaming still equals a full pass."""
 
-    def __init__(self, channels: int, hidden: int):
+    def __init__(self, channels: int, hidden: int, extra: int = 0):
         super().__init__()
         self.conv_in = nn.Conv2d(2 * channels + 1, hidden, 3, padding=1)
         self.conv_mid = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.conv_out = nn.Conv2d(hidden, channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
+        if extra:  # the figure painter's channels (DiTConfig.paint_hidden); zero: changes nothing at first
+            self.paint_in = nn.Conv2d(extra, hidden, 3, padding=1)
+            nn.init.zeros_(self.paint_in.weight)
+            nn.init.zeros_(self.paint_in.bias)
 
-    def forward(self, x0: Tensor, xt: Tensor, sigma: Tensor) -> Tensor:
-        """x0, xt (B, C, F, H, W); sigma (B, F) -> refined x0 (B, C, F, H, W)."""
+    def forward(self, x0: Tensor, xt: Tensor, sigma: Tensor, extra: Tensor | None = None) -> Tensor:
+        """x0, xt (B, C, F, H, W); sigma (B, F); extra (B, E, F, H, W) the painter's channels
+        (a head built with ``extra``; None = nothing painted) -> refined x0 (B, C, F, H, W)."""
         b, _, f, h, w = x0.shape
         s = sigma.to(x0.dtype)[:, None, :, None, None].expand(b, 1, f, h, w)
         inp = rearrange(torch.cat([x0, xt.to(x0.dtype), s], dim=1), "b c f h w -> (b f) c h w")
-        y = self.conv_out(F.silu(self.conv_mid(F.silu(self.conv_in(inp)))))
+        y = self.conv_in(inp)
+        if extra is not None and hasattr(self, "paint_in"):
+            y = y + self.paint_in(rearrange(extra.to(x0.dtype), "b c f h w -> (b f) c h w"))
+        y = self.conv_out(F.silu(self.conv_mid(F.silu(y))))
         return x0 + rearrange(y, "(b f) c h w -> b c f h w", b=b).to(x0.dtype)
 
 
@@ -232,14 +241,20 @@ class CausalWanDiT(nn.Module):
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
         if config.abs_pos_tokens is not None:  # builtin only (config.abs_pos_tokens)
             self.pos_embed = nn.Parameter(torch.randn(*config.abs_pos_tokens, dim) * 0.02)  # (rows, cols, D)
+        paint = config.layout_width - config.layout_channels  # the figure painter's channels (0 = none)
         if config.refine_channels:  # builtin only (config.refine_channels)
-            self.refine = RefineHead(config.out_channels, config.refine_channels)
+            self.refine = RefineHead(config.out_channels, config.refine_channels, extra=paint)
         if config.layout_channels:  # builtin only (config.layout_channels, model/layout.py)
             self.layout_proj = nn.Linear(config.text_dim, config.layout_channels)
             self.layout_embedding = nn.Conv3d(config.layout_channels, dim, kernel_size=config.patch_size, stride=config.patch_size)
             # zero: a model gains the input without changing what it computes
             nn.init.zeros_(self.layout_embedding.weight)
             nn.init.zeros_(self.layout_embedding.bias)
+        if paint:  # builtin only (config.paint_hidden, model/layout.py FigurePainter)
+            self.paint = FigurePainter(config.text_dim, config.paint_hidden, config.out_channels)
+            self.paint_embedding = nn.Conv3d(paint, dim, kernel_size=config.patch_size, stride=config.patch_size)
+            nn.init.zeros_(self.paint_embedding.weight)
+            nn.init.zeros_(self.paint_embedding.bias)
         self.rope = RopeTable(config.head_dim, config.rope_theta)
         self.gradient_checkpointing = False
 
@@ -255,16 +270,23 @@ class CausalWanDiT(nn.Module):
         y = self.condition_embedder.text_embedder(text.to(self.proj_out.weight.dtype))  # (B, T, D)
         return PromptKV([block.attn2.key_value(y) for block in self.blocks])
 
-    def layout_map(self, boxes: Tensor, names: Tensor) -> Tensor:
+    def layout_map(self, boxes: Tensor, names: Tensor, painted: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The entity layout input (model/layout.py): box masks (B, E, F, H, W) of E slots and
         their name embeddings (B, E, text_dim), or per frame (B, F, E, text_dim) when the
-        frames' chunks have other prompts -> (B, layout_channels, F, H, W)."""
+        frames' chunks have other prompts -> (B, layout_width, F, H, W): the layout map, then
+        with a figure painter its composed output (``painted``: the painter's output for
+        these boxes and names when the caller already has it, as training does)."""
         if not self.config.layout_channels:
             raise ModelError("this DiT has no layout input (layout_channels=0)")
         z = self.layout_proj(names.to(self.layout_proj.weight.dtype)).float()  # (B, [F,] E, Cl)
         if z.ndim == 3:
-            return torch.einsum("befhw,bec->bcfhw", boxes.float(), z)
-        return torch.einsum("befhw,bfec->bcfhw", boxes.float(), z)
+            out = torch.einsum("befhw,bec->bcfhw", boxes.float(), z)
+        else:
+            out = torch.einsum("befhw,bfec->bcfhw", boxes.float(), z)
+        if not self.config.paint_hidden:
+            return out
+        logits, latents = painted if painted is not None else self.paint(boxes, names)
+        return torch.cat([out, compose_paint(boxes, logits, latents)], dim=1)
 
     def _timesteps(self, sigma: Tensor | float, batch: int, frames: int, device: torch.device) -> Tensor:
         """sigma scalar, (B,) or (B, F) -> Wan timesteps (B, F) float32."""
@@ -356,12 +378,16 @@ class CausalWanDiT(nn.Module):
         if rows % B or frames % (rows // B):
             raise ModelError(f"the prompt has {rows} rows for a batch of {B} and {frames} frames; expected B or B*K rows with K dividing the frames")
         h = self.patch_embedding(x.to(dtype))  # (B, D, F, H/ph, W/pw)
+        paint = None  # the figure painter's channels of the layout, for the refine head
         if layout is not None:
             if not cfg.layout_channels:
                 raise ModelError("a layout was given but this DiT has no layout input (layout_channels=0)")
-            if layout.shape != (B, cfg.layout_channels, frames, H, W):
-                raise ModelError(f"layout must be (B, {cfg.layout_channels}, F, H, W) = {(B, cfg.layout_channels, frames, H, W)}, got {tuple(layout.shape)}")
-            h = h + self.layout_embedding(layout.to(dtype))  # (B, D, F, H/ph, W/pw)
+            if layout.shape != (B, cfg.layout_width, frames, H, W):
+                raise ModelError(f"layout must be (B, {cfg.layout_width}, F, H, W) = {(B, cfg.layout_width, frames, H, W)}, got {tuple(layout.shape)}")
+            h = h + self.layout_embedding(layout[:, : cfg.layout_channels].to(dtype))  # (B, D, F, H/ph, W/pw)
+            if cfg.paint_hidden:
+                paint = layout[:, cfg.layout_channels :]  # (B, C + 1, F, H, W)
+                h = h + self.paint_embedding(paint.to(dtype))
         if cfg.abs_pos_tokens is not None:
             if tuple(h.shape[-2:]) != tuple(cfg.abs_pos_tokens):
                 raise ModelError(f"this model has absolute positions for {cfg.abs_pos_tokens[0]}x{cfg.abs_pos_tokens[1]} tokens per frame, "
@@ -431,7 +457,7 @@ class CausalWanDiT(nn.Module):
         )  # (B, C_out, F, H, W)
         if cfg.prediction == "sample":
             if cfg.refine_channels:
-                out = self.refine(out, x, t / cfg.num_train_timesteps)
+                out = self.refine(out, x, t / cfg.num_train_timesteps, paint)
             # The head predicts x0; return the velocity it implies (config.prediction).
             s = (t / cfg.num_train_timesteps).clamp_min(cfg.sample_sigma_min)[:, None, :, None, None]  # (B, 1, F, 1, 1)
             out = ((x.float() - out.float()) / s).to(out.dtype)

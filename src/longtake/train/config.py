@@ -91,6 +91,11 @@ class TrainConfig:
     # the character's name, so one token carries the whole look (session 9); on the prompts
     # of each step's chunks, whose embeddings the DiT reads anyway. 0 = off.
     cast_weight: float = 0.0
+    # weight of the figure painter's own loss (a DiT with dit_changes.paint_hidden; model/layout.py
+    # FigurePainter): per slot, the squared error of the painted latents on the character's
+    # own latent pixels plus the cross-entropy of its coverage on the pixels of its box,
+    # against the renderer's exact label images (session 12). Ignored without a painter.
+    paint_weight: float = 1.0
     lr: float = 4e-4
     text_lr: float = 4e-4
     warmup: int = 200
@@ -134,8 +139,9 @@ class TrainConfig:
             problems.append(f"sampler must be few_step or euler, got {self.sampler!r}")
         if not self.sample_shift > 0 or not self.sigma_shift > 0:
             problems.append(f"sample_shift and sigma_shift must be > 0, got {self.sample_shift}, {self.sigma_shift}")
-        if self.char_weight < 0 or self.attr_weight < 0 or self.cast_weight < 0:
-            problems.append(f"char_weight, attr_weight and cast_weight must be >= 0, got {self.char_weight}, {self.attr_weight}, {self.cast_weight}")
+        if self.char_weight < 0 or self.attr_weight < 0 or self.cast_weight < 0 or self.paint_weight < 0:
+            problems.append(f"char_weight, attr_weight, cast_weight and paint_weight must be >= 0, got {self.char_weight}, {self.attr_weight}, "
+                            f"{self.cast_weight}, {self.paint_weight}")
         if self.vae_char_weight < 1.0 or not 0.0 <= self.vae_char_crops <= 1.0:
             problems.append(f"vae_char_weight must be >= 1 and vae_char_crops in [0, 1], got {self.vae_char_weight}, {self.vae_char_crops}")
         if self.solo_batch < 0:
@@ -179,7 +185,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         size=32,
         dit_preset="builtin",
         dit_changes={"num_layers": 1, "num_heads": 2, "head_dim": 16, "ffn_dim": 64, "text_dim": 32, "in_channels": 4, "out_channels": 4,
-                     "abs_pos_tokens": [2, 2], "refine_channels": 4, "layout_channels": 4},
+                     "abs_pos_tokens": [2, 2], "refine_channels": 4, "layout_channels": 4, "paint_hidden": 8},
         vae_changes={"latent_channels": 4, "channels": [8, 8, 8], "dec_res_blocks": [1, 0, 0]},
         text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
         vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None, vae_char_weight=4.0,

@@ -110,17 +110,42 @@ def _encode_text(text: BuiltinTextEncoder, prompts: list[str]) -> torch.Tensor:
     return emb
 
 
-def layout_input(dit: CausalWanDiT, text: BuiltinTextEncoder, emb: torch.Tensor, prompts: list[str], slots: torch.Tensor) -> torch.Tensor:
+def layout_input(dit: CausalWanDiT, text: BuiltinTextEncoder, emb: torch.Tensor, prompts: list[str], slots: torch.Tensor,
+                 x0: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The DiT's entity layout (model/layout.py) of a batch: text embeddings (B*G, T, D) of
     ``prompts`` (one per group of frames, row-major) and the slot maps (B, G*F, H, W) of the
-    frames -> (B, layout_channels, G*F, H, W): the exact boxes of the renderer's label images
-    carrying each slot's name embedding (the gradient reaches the text encoder through it)."""
+    frames -> (B, layout_width, G*F, H, W): the exact boxes of the renderer's label images
+    carrying each slot's name embedding (the gradient reaches the text encoder through it),
+    and, for a DiT with a figure painter and the clean latents ``x0`` (B, C, G*F, H, W), the
+    painter's summed error and its count (:func:`paint_error`; zeros otherwise)."""
     e = dit.config.layout_slots
     b, frames = slots.shape[:2]
     g = emb.shape[0] // b
     names = name_embeddings(emb, prompts, text.tokenizer.tokens, text.max_tokens, e)  # (B*G, E, D)
     names = repeat(names, "(b g) e d -> b (g f) e d", g=g, f=frames // g)  # (B, G*F, E, D)
-    return dit.layout_map(boxes_from_slots(slots, e), names)
+    boxes = boxes_from_slots(slots, e)  # (B, E, G*F, H, W)
+    zero = emb.new_zeros(())
+    if not dit.config.paint_hidden:
+        return dit.layout_map(boxes, names), (zero, zero)
+    painted = dit.paint(boxes, names)
+    sums = paint_error(boxes, slots, *painted, x0) if x0 is not None else (zero, zero)
+    return dit.layout_map(boxes, names, painted=painted), sums
+
+
+def paint_error(boxes: torch.Tensor, slots: torch.Tensor, logits: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The figure painter's loss against the renderer's labels, as (loss, 1), or (0, 0) when
+    the batch shows no placed character: the squared error (mean over channels) of each
+    slot's painted latents over the latent pixels of its character, plus the binary
+    cross-entropy of its coverage over the pixels of its box (1 where its character is).
+    boxes, logits (B, E, F, H, W); slots (B, F, H, W); latents (B, E, C, F, H, W); x0 (B, C, F, H, W)."""
+    ks = torch.arange(1, boxes.shape[1] + 1, device=slots.device)
+    own = (slots[:, None] == ks[None, :, None, None, None]).float()  # (B, E, F, H, W)
+    sq = (latents - x0[:, None].float()).square().mean(2)  # (B, E, F, H, W)
+    inside = boxes > 0
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, own, reduction="none")
+    total = (sq * own).sum() / own.sum().clamp_min(1.0) + bce[inside].mean() if inside.any() else logits.sum() * 0.0
+    n = (own.sum() > 0).float()
+    return total * n, n
 
 
 def drop_prompts(prompts: list[str], p: float, rng: np.random.Generator) -> list[str]:
@@ -231,8 +256,9 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     xt = (1 - s5) * x0 + s5 * eps
     flat = drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng)
     emb = _encode_text(text, flat)  # (B*G, T, D)
+    paint_sums = (err_zero := x0.new_zeros(()), err_zero)
     if slots is not None:
-        dit_kwargs["layout"] = layout_input(dit, text, emb, flat, slots)
+        dit_kwargs["layout"], paint_sums = layout_input(dit, text, emb, flat, slots, x0)
     with _block_output(dit, readout.layer) if readout is not None else nullcontext([]) as hidden:
         v = dit(xt, sigma, rearrange(emb, "(b g) t d -> b g t d", g=g), mode="causal_window", **dit_kwargs)
     err = frame_error(prediction_error(dit, xt, v, sigma, x0, eps), chars, cfg.char_weight)  # (B, G*F)
@@ -241,7 +267,7 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     if readout is not None:
         ce, n = readout.error(hidden[-1], attrs, sigma > 0)
     cast_sums = cast.error(emb, flat) if cast is not None else (err.new_zeros(()),) * 3
-    return ((err * w).sum(), w.sum(), ce, n, *cast_sums)
+    return ((err * w).sum(), w.sum(), ce, n, *cast_sums, *paint_sums)
 
 
 def _check_slots(dit: CausalWanDiT, clips: LatentClips) -> None:
@@ -285,9 +311,13 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
         more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
         sums = tuple(a + b for a, b in zip(sums, more))
-    total, count, ce, n, cast_ce, cast_n, cast_right = sums
+    total, count, ce, n, cast_ce, cast_n, cast_right, paint_sum, paint_n = sums
     loss = total / count.clamp_min(1.0)
     metrics = {"forcing": float(loss.detach())}
+    if dit.config.paint_hidden and cfg.paint_weight > 0:
+        paint = paint_sum / paint_n.clamp_min(1.0)
+        metrics["paint"] = float(paint.detach())
+        loss = loss + cfg.paint_weight * paint
     if readout is not None:
         attr = ce / n.clamp_min(1.0)
         metrics["attr"] = float(attr.detach())
@@ -317,7 +347,7 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         emb = _encode_text(text, ps)
         if slots is None:
             return emb, {}
-        return emb, {"layout": layout_input(dit, text, emb, ps, slots[:, c * f : (c + 1) * f])}
+        return emb, {"layout": layout_input(dit, text, emb, ps, slots[:, c * f : (c + 1) * f])[0]}
 
     with torch.no_grad():
         for c in range(k - 1):
@@ -367,7 +397,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         params.append({"params": list(cast.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, betas=(0.9, 0.99), weight_decay=0.01)
     ema_dit, ema_text = EMA(dit, cfg.ema), EMA(text, cfg.ema)
-    step, losses = 0, {"forcing": [], "rollout": [], "attr": [], "cast": []}
+    step, losses = 0, {"forcing": [], "rollout": [], "attr": [], "cast": [], "paint": []}
     total = cfg.forcing_steps + cfg.rollout_steps
     ckpt = load_checkpoint(out / "ckpt.pt")
     if ckpt is not None:
@@ -412,7 +442,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         losses["forcing"].append((step, metrics["forcing"]))
         if rollout:
             losses["rollout"].append((step, metrics["rollout"]))
-        for key in ("attr", "cast"):
+        for key in ("attr", "cast", "paint"):
             if key in metrics:
                 losses[key].append((step, metrics[key]))
         if on_log and (step % cfg.log_every == 0 or step == total):
@@ -428,7 +458,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             plot_losses(run / "plots" / "dit_loss.png",
                         {"diffusion forcing": losses["forcing"], "self-rollout (next chunk)": losses["rollout"],
                          "attribute readout (cross-entropy)": losses["attr"],
-                         "cast readout on the text encoder (cross-entropy)": losses["cast"]},
+                         "cast readout on the text encoder (cross-entropy)": losses["cast"],
+                         "figure painter (latent error + coverage cross-entropy)": losses.get("paint", [])},
                         title="built-in DiT + text encoder")
     ema_dit.copy_to(dit)
     ema_text.copy_to(text)
