@@ -480,6 +480,11 @@ def test_smoke_model_places_the_prompts_characters(smoke_run):
     assert any(float(lay[:, cfg.layout_channels :].abs().sum()) > 0 for lay in seen)
     from longtake.train.checkpoint import load_checkpoint
 
-    paint = load_checkpoint(smoke_run[0] / "dit" / "ckpt.pt")["losses"]["paint"]  # its loss was logged at every step
+    ckpt = load_checkpoint(smoke_run[0] / "dit" / "ckpt.pt")
+    paint = ckpt["losses"]["paint"]  # its loss was logged at every step
     smoke = get_train_preset("smoke")
     assert len(paint) == smoke.forcing_steps + smoke.rollout_steps and all(0 < v < float("inf") for _, v in paint)
+    # the painter learns at its own rate (paint_lr) on the DiT's schedule: the last optimiser group
+    groups = ckpt["opt"]["param_groups"]
+    assert len(groups[-1]["params"]) == len([n for n in ckpt["dit"] if n.startswith("paint.")])
+    assert groups[-1]["lr"] == pytest.approx(smoke.paint_lr * groups[0]["lr"] / smoke.lr)

@@ -382,7 +382,9 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         tokenizer = Tokenizer.build(clips.prompts())
         tokenizer.save(vocab_path)
     dit, text = build_models(cfg, tokenizer, latent_channels)
-    params = [{"params": list(dit.parameters()), "lr": cfg.lr}, {"params": list(text.parameters()), "lr": cfg.text_lr}]
+    painter = [p for n, p in dit.named_parameters() if n.startswith("paint.")]  # own rate (cfg.paint_lr), last group
+    params = [{"params": [p for n, p in dit.named_parameters() if not n.startswith("paint.")], "lr": cfg.lr},
+              {"params": list(text.parameters()), "lr": cfg.text_lr}]
     readout = None
     if cfg.attr_weight > 0:
         if not clips.with_attrs:
@@ -395,6 +397,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         if not any(INTRO.search(p) for p in clips.prompts()):
             raise TrainError("cast_weight > 0: no training prompt introduces a character as 'Name (description)'")
         params.append({"params": list(cast.parameters()), "lr": cfg.lr})
+    if painter:
+        params.append({"params": painter, "lr": cfg.paint_lr})
     opt = torch.optim.AdamW(params, betas=(0.9, 0.99), weight_decay=0.01)
     ema_dit, ema_text = EMA(dit, cfg.ema), EMA(text, cfg.ema)
     step, losses = 0, {"forcing": [], "rollout": [], "attr": [], "cast": [], "paint": []}
@@ -423,7 +427,9 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             base = [cfg.rollout_lr, cfg.rollout_lr]
         else:
             base = [lr_at(step, cfg.forcing_steps, cfg.lr, cfg.warmup), lr_at(step, cfg.forcing_steps, cfg.text_lr, cfg.warmup)]
-        base += base[:1] * (len(opt.param_groups) - 2)  # the readout follows the DiT's rate
+        base += base[:1] * (len(opt.param_groups) - 2 - bool(painter))  # the readouts follow the DiT's rate
+        if painter:  # the painter's rate, on the DiT's schedule
+            base.append(cfg.paint_lr * base[0] / cfg.lr)
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr
         with autocast(cfg):
