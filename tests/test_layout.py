@@ -76,6 +76,19 @@ def _layout_dit(**changes) -> CausalWanDiT:
     return CausalWanDiT(get_preset("tiny").replace(prediction="sample", layout_channels=3, local_window_frames=None, **changes)).eval()
 
 
+def _streams_like(model: CausalWanDiT, x, text, layout, full) -> None:
+    """Two clean chunks written to the cache with their layout, then the third at sigma 0.6
+    reading it == the third chunk of the full block-causal pass ``full``."""
+    fpc = model.config.frames_per_chunk
+    cache = model.new_cache()
+    cache.set_prompt(model.encode_prompt(text))
+    for c in range(2):
+        sl = slice(c * fpc, (c + 1) * fpc)
+        model(x[:, :, sl], 0.0, cache=cache, write_cache=True, layout=layout[:, :, sl])
+    last = model(x[:, :, 2 * fpc :], 0.6, cache=cache, layout=layout[:, :, 2 * fpc :])
+    torch.testing.assert_close(last, full[:, :, 2 * fpc :], atol=1e-4, rtol=0)
+
+
 def test_layout_input_starts_as_a_no_op_then_places_characters_and_streams_exactly():
     model = _layout_dit()
     fpc = model.config.frames_per_chunk
@@ -92,14 +105,7 @@ def test_layout_input_starts_as_a_no_op_then_places_characters_and_streams_exact
             p.add_(torch.randn_like(p) * 0.3)
         full = model(x, torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc]), text, layout=layout)
         assert (full - model(x, torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc]), text)).abs().max() > 1e-3
-        # chunk by chunk with the cache (clean chunks written with their layout) == the full pass
-        cache = model.new_cache()
-        cache.set_prompt(model.encode_prompt(text))
-        for c in range(2):
-            sl = slice(c * fpc, (c + 1) * fpc)
-            model(x[:, :, sl], 0.0, cache=cache, write_cache=True, layout=layout[:, :, sl])
-        last = model(x[:, :, 2 * fpc :], 0.6, cache=cache, layout=layout[:, :, 2 * fpc :])
-        torch.testing.assert_close(last, full[:, :, 2 * fpc :], atol=1e-4, rtol=0)
+        _streams_like(model, x, text, layout, full)
         # per-frame name embeddings (clips whose chunks have other prompts)
         per_frame = model.layout_map(boxes, names[:, None].expand(1, 3 * fpc, 4, 32))
         torch.testing.assert_close(per_frame, layout)
@@ -170,13 +176,7 @@ def test_painter_dit_starts_as_the_plain_layout_dit_and_streams_exactly():
         sig = torch.tensor([[0.0] * (2 * fpc) + [0.6] * fpc])
         full = model(x, sig, text, layout=layout)
         assert (full - model(x, sig, text, layout=plain)).abs().max() > 1e-3
-        cache = model.new_cache()
-        cache.set_prompt(model.encode_prompt(text))
-        for c in range(2):
-            sl = slice(c * fpc, (c + 1) * fpc)
-            model(x[:, :, sl], 0.0, cache=cache, write_cache=True, layout=layout[:, :, sl])
-        last = model(x[:, :, 2 * fpc :], 0.6, cache=cache, layout=layout[:, :, 2 * fpc :])
-        torch.testing.assert_close(last, full[:, :, 2 * fpc :], atol=1e-4, rtol=0)
+        _streams_like(model, x, text, layout, full)
     with pytest.raises(ModelError, match="paint_hidden"):
         get_preset("tiny").replace(paint_hidden=8)
 
