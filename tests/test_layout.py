@@ -76,6 +76,13 @@ def _layout_dit(**changes) -> CausalWanDiT:
     return CausalWanDiT(get_preset("tiny").replace(prediction="sample", layout_channels=3, local_window_frames=None, **changes)).eval()
 
 
+def _layout_inputs(fpc: int):
+    """Latents of three chunks, a prompt embedding, slot 0 boxed in every frame, four names."""
+    boxes = torch.zeros(1, 4, 3 * fpc, 4, 4)
+    boxes[:, 0, :, 1:3, 0:2] = 1
+    return torch.randn(1, 4, 3 * fpc, 4, 4), torch.randn(1, 5, 32), boxes, torch.randn(1, 4, 32)
+
+
 def _streams_like(model: CausalWanDiT, x, text, layout, full) -> None:
     """Two clean chunks written to the cache with their layout, then the third at sigma 0.6
     reading it == the third chunk of the full block-causal pass ``full``."""
@@ -92,11 +99,7 @@ def _streams_like(model: CausalWanDiT, x, text, layout, full) -> None:
 def test_layout_input_starts_as_a_no_op_then_places_characters_and_streams_exactly():
     model = _layout_dit()
     fpc = model.config.frames_per_chunk
-    x = torch.randn(1, 4, 3 * fpc, 4, 4)
-    text = torch.randn(1, 5, 32)
-    boxes = torch.zeros(1, 4, 3 * fpc, 4, 4)
-    boxes[:, 0, :, 1:3, 0:2] = 1
-    names = torch.randn(1, 4, 32)
+    x, text, boxes, names = _layout_inputs(fpc)
     with torch.no_grad():
         layout = model.layout_map(boxes, names)  # (B, Cl, F, H, W)
         assert layout.shape == (1, 3, 3 * fpc, 4, 4) and layout[:, :, :, 0, 3].abs().sum() == 0
@@ -160,11 +163,7 @@ def test_painter_dit_starts_as_the_plain_layout_dit_and_streams_exactly():
     cfg = model.config
     assert cfg.layout_width == 3 + 4 + 1
     fpc = cfg.frames_per_chunk
-    x = torch.randn(1, 4, 3 * fpc, 4, 4)
-    text = torch.randn(1, 5, 32)
-    boxes = torch.zeros(1, 4, 3 * fpc, 4, 4)
-    boxes[:, 0, :, 1:3, 0:2] = 1
-    names = torch.randn(1, 4, 32)
+    x, text, boxes, names = _layout_inputs(fpc)
     with torch.no_grad():
         layout = model.layout_map(boxes, names)
         assert layout.shape == (1, cfg.layout_width, 3 * fpc, 4, 4) and layout[:, 3:, :, 0, 3].abs().sum() == 0

@@ -211,7 +211,7 @@ class RefineHead(nn.Module):
             nn.init.zeros_(self.paint_in.bias)
 
     def forward(self, x0: Tensor, xt: Tensor, sigma: Tensor, extra: Tensor | None = None) -> Tensor:
-        """x0, xt (B, C, F, H, W); sigma (B, F); extra (B, E, F, H, W) the painter's channels
+        """x0, xt (B, C, F, H, W); sigma (B, F); extra (B, C + 1, F, H, W) the painter's channels
         (a head built with ``extra``; None = nothing painted) -> refined x0 (B, C, F, H, W)."""
         b, _, f, h, w = x0.shape
         s = sigma.to(x0.dtype)[:, None, :, None, None].expand(b, 1, f, h, w)
