@@ -247,8 +247,51 @@ def test_other_settings_in_the_same_folder_are_refused(smoke_run):
     run, _ = smoke_run
     with pytest.raises(TrainError, match="other settings"):
         train(run, get_train_preset("smoke").replace(forcing_steps=7))
-    # how the run goes (threads, checkpoint interval, logging) may change on a resume
-    assert train(run, get_train_preset("smoke").replace(threads=1, log_every=5)) == run / "model"
+    # how the run goes (threads, checkpoint interval, logging, device, workers) may change on a resume
+    assert train(run, get_train_preset("smoke").replace(threads=1, log_every=5, device="cpu", workers=2)) == run / "model"
+
+
+def test_latent_shards_from_several_workers_equal_one_workers(smoke_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from longtake.model.vae_builtin import BuiltinVAE
+    from longtake.train.data import STORIES_PER_LATENT_SHARD, write_latent_shards
+
+    run, _ = smoke_run
+    vae = BuiltinVAE.from_safetensors(run / "vae" / "vae.safetensors").eval()
+    cfg = get_train_preset("smoke").replace(dit_stories=STORIES_PER_LATENT_SHARD + 2)  # two shards
+    seen = {}
+    for workers in (1, 2):
+        events = seen.setdefault(workers, [])
+        write_latent_shards(tmp_path / str(workers), cfg.replace(workers=workers), vae, latent_frames=3, on_story=lambda d, t: events.append((d, t)))
+    assert seen[1][-1] == seen[2][-1] == (cfg.dit_stories, cfg.dit_stories)
+    assert len(seen[1]) == cfg.dit_stories + 1  # per story with one worker (and the start)
+    names = sorted(p.name for p in (tmp_path / "1").glob("*.safetensors"))
+    assert len(names) == 2 and names == sorted(p.name for p in (tmp_path / "2").glob("*.safetensors"))
+    for name in names:
+        a, b = load_file(str(tmp_path / "1" / name)), load_file(str(tmp_path / "2" / name))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=0, rtol=0)
+
+
+def test_device_and_workers_settings_are_checked():
+    with pytest.raises(TrainError, match="device must be cpu, cuda or cuda:N"):
+        get_train_preset("smoke").replace(device="tpu")
+    with pytest.raises(TrainError, match="workers must be >= 1"):
+        get_train_preset("smoke").replace(workers=0)
+    assert get_train_preset("smoke").replace(device="cuda:1").device == "cuda:1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(smoke_run, tmp_path):
+    import shutil
+
+    run, _ = smoke_run
+    shutil.copytree(run / "data" / "latents", tmp_path / "data" / "latents")
+    shutil.copytree(run / "vae", tmp_path / "vae")
+    with pytest.raises(TrainError, match="sees no CUDA device; use --device cpu"):
+        train(tmp_path, get_train_preset("smoke").replace(device="cuda"))
 
 
 def test_unknown_setting_is_a_clear_error():

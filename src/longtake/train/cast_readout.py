@@ -71,9 +71,9 @@ class CastReadout(nn.Module):
         zero = emb.new_zeros((), dtype=torch.float32)
         if not rows:
             return zero, zero, zero
-        feats = emb[torch.tensor(rows), torch.tensor(pos)].float()  # (N, D)
+        feats = emb[torch.tensor(rows, device=emb.device), torch.tensor(pos, device=emb.device)].float()  # (N, D)
         logits = self.proj(feats)  # (N, sum(sizes))
-        target = torch.from_numpy(np.asarray(labels, dtype=np.int64))  # (N, A)
+        target = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(logits.device)  # (N, A)
         total, count, right = zero, zero, zero
         start = 0
         for k, n in enumerate(self.sizes):

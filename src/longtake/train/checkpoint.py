@@ -87,7 +87,7 @@ class EMA:
         module.load_state_dict({k: self.shadow.get(k, v).to(v.dtype) for k, v in state.items()})
 
 
-def autocast(cfg: Any) -> torch.autocast:
-    """bfloat16 CPU autocast for a training forward pass when ``cfg.bf16`` (parameters,
-    gradients, optimiser state and EMA stay float32)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(cfg.bf16))
+def autocast(cfg: Any, device: torch.device | str = "cpu") -> torch.autocast:
+    """bfloat16 autocast on ``device``'s type for a training forward pass when ``cfg.bf16``
+    (parameters, gradients, optimiser state and EMA stay float32)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bool(cfg.bf16))

@@ -23,6 +23,8 @@ def train_command(
     preset: Annotated[str, typer.Option("--preset", help="Training preset: builtin (the shipped model) or smoke (seconds, for tests).")] = "builtin",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting, KEY=JSON (e.g. --set forcing_steps=2000).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: all cores).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Where the DiT trains: cpu (default), cuda or cuda:N.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes that write the latent shards side by side (default 1).")] = None,
     stop_after: Annotated[str | None, typer.Option("--stop-after", help="Stop after this stage: vae_data, vae, latents.")] = None,
     install: Annotated[Path | None, typer.Option("--install", help="Copy the exported model folder here when done (e.g. src/longtake/assets/builtin).")] = None,
 ) -> None:
@@ -47,6 +49,10 @@ def train_command(
             changes[key] = value
     if threads is not None:
         changes["threads"] = threads
+    if device is not None:
+        changes["device"] = device
+    if workers is not None:
+        changes["workers"] = workers
     cfg = cfg.replace(**changes) if changes else cfg
     command = "longtake train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     t0 = time.monotonic()

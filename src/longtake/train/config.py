@@ -18,6 +18,7 @@ Stages run in order and each resumes from its last checkpoint:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from longtake.errors import LongtakeError
@@ -128,6 +129,11 @@ class TrainConfig:
     checkpoint_seconds: float = 120.0
     log_every: int = 10
     threads: int | None = None
+    # where the DiT stage runs ("cpu", "cuda", "cuda:1"): every random number is still drawn on
+    # the CPU from the (seed, stage, step) generators, so a run may resume on another device
+    device: str = "cpu"
+    # processes that render and encode the latent shards side by side (one shard each at a time)
+    workers: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -150,6 +156,10 @@ class TrainConfig:
                             f"{self.cast_weight}, {self.paint_weight}")
         if self.vae_char_weight < 1.0 or not 0.0 <= self.vae_char_crops <= 1.0:
             problems.append(f"vae_char_weight must be >= 1 and vae_char_crops in [0, 1], got {self.vae_char_weight}, {self.vae_char_crops}")
+        if self.workers < 1:
+            problems.append(f"workers must be >= 1, got {self.workers}")
+        if not (self.device == "cpu" or self.device == "cuda" or re.fullmatch(r"cuda:\d+", self.device)):
+            problems.append(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.solo_batch < 0:
             problems.append(f"solo_batch must be >= 0, got {self.solo_batch}")
         from longtake.generate.causal import GUIDANCE_CHUNKS

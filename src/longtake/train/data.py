@@ -190,38 +190,72 @@ def encode_story(story, vae, *, latent_frames: int, bf16: bool = False) -> tuple
     return torch.cat(lats), torch.cat(chars), torch.cat(whos), meta
 
 
-def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: int,
-                        on_story: Callable[[int, int], None] | None = None) -> Path:
-    """Encode ``config.dit_stories`` stories into ``root``; resumable; returns index.json."""
+def _write_latent_shard(path: Path, config: TrainConfig, vae, members: range, latent_frames: int, threads: int | None = None,
+                        on_one: Callable[[], None] | None = None) -> int:
+    """Render and encode the stories ``members`` into one shard at ``path`` (atomically);
+    ``on_one`` is called after each story."""
     from safetensors.torch import save_file
 
+    if threads:
+        torch.set_num_threads(threads)
+    tensors, metas = {}, {}
+    for j in members:
+        z, chars, who, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
+        tensors[f"story{j:06d}"] = z.contiguous()
+        tensors[f"story{j:06d}{CHARS_SUFFIX}"] = chars.contiguous()
+        tensors[f"story{j:06d}{WHO_SUFFIX}"] = who.contiguous()
+        metas[f"story{j:06d}"] = meta
+        if on_one:
+            on_one()
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"chunks": json.dumps(metas)})
+    return len(members)
+
+
+def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: int,
+                        on_story: Callable[[int, int], None] | None = None) -> Path:
+    """Encode ``config.dit_stories`` stories into ``root``; resumable; returns index.json.
+
+    With ``config.workers`` > 1 that many processes (one torch thread each) write shards
+    side by side; a shard's content does not depend on which process writes it. Progress is
+    reported per story with one worker, per shard with several."""
     root.mkdir(parents=True, exist_ok=True)
     n = config.dit_stories
-    shards = []
+    names, todo = [], []
     done = 0
     for i in range(-(-n // STORIES_PER_LATENT_SHARD)):
         path = root / f"latents-{i:05d}.safetensors"
         members = range(i * STORIES_PER_LATENT_SHARD, min(n, (i + 1) * STORIES_PER_LATENT_SHARD))
-        if not path.exists():
-            tensors, metas = {}, {}
-            for j in members:
-                z, chars, who, meta = encode_story(latent_story(config, j), vae, latent_frames=latent_frames, bf16=config.bf16)
-                tensors[f"story{j:06d}"] = z.contiguous()
-                tensors[f"story{j:06d}{CHARS_SUFFIX}"] = chars.contiguous()
-                tensors[f"story{j:06d}{WHO_SUFFIX}"] = who.contiguous()
-                metas[f"story{j:06d}"] = meta
-                done += 1
+        names.append(path.name)
+        if path.exists():
+            done += len(members)
+        else:
+            todo.append((path, members))
+    if on_story:
+        on_story(done, n)
+    if config.workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process whose OpenMP threads already run
+        with ProcessPoolExecutor(min(config.workers, len(todo)), mp_context=ctx) as pool:
+            futures = [pool.submit(_write_latent_shard, path, config, vae, members, latent_frames, 1) for path, members in todo]
+            for fut in as_completed(futures):
+                done += fut.result()
                 if on_story:
                     on_story(done, n)
-            with atomic_output(path) as tmp:
-                save_file(tensors, str(tmp), metadata={"chunks": json.dumps(metas)})
-        else:
-            done += len(members)
+    else:
+        count = [done]
+
+        def one() -> None:
+            count[0] += 1
             if on_story:
-                on_story(done, n)
-        shards.append(path.name)
+                on_story(count[0], n)
+
+        for path, members in todo:
+            _write_latent_shard(path, config, vae, members, latent_frames, on_one=one)
     index = root / "index.json"
-    write_text_atomic(index, json.dumps({"shards": shards, "stories": n, "latent_frames": latent_frames}, indent=1))
+    write_text_atomic(index, json.dumps({"shards": names, "stories": n, "latent_frames": latent_frames}, indent=1))
     return index
 
 

@@ -197,8 +197,8 @@ class AttributeReadout(nn.Module):
         if not bool(on.any()):
             return h.new_zeros((0, h.shape[-1]), dtype=torch.float32), attrs.new_zeros((0, a))
         base = max(self.sizes) + 1
-        key = ((lab + 1) * base ** torch.arange(a)).sum(-1)  # (B, F, H, W) one integer per attribute vector
-        frame = torch.arange(b * f).reshape(b, f, 1, 1).expand_as(key)
+        key = ((lab + 1) * base ** torch.arange(a, device=lab.device)).sum(-1)  # (B, F, H, W) one integer per attribute vector
+        frame = torch.arange(b * f, device=lab.device).reshape(b, f, 1, 1).expand_as(key)
         groups, inverse = torch.unique(torch.stack([frame[on], key[on]], 1), dim=0, return_inverse=True)
         n = groups.shape[0]
         # the row of h (flattened over the batch) of the token each labelled pixel lies in
@@ -247,11 +247,12 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
     pass -> (summed error of the noisy frames, their count, summed attribute cross-entropy,
     its count, and the cast readout's summed cross-entropy, count and right answers on the
     same prompt embeddings; zero without ``readout`` / ``cast``)."""
-    x, slots = split_slots(x, bool(dit.config.layout_channels))  # the clips carry slot maps for a layout DiT (_check_slots)
+    dev = _device(dit)  # the batch comes from the CPU; random numbers are drawn there (resume-exact on any device)
+    x, slots = split_slots(x.to(dev), bool(dit.config.layout_channels))  # the clips carry slot maps for a layout DiT (_check_slots)
     x0, chars, attrs = split_maps(x, with_chars, readout is not None)
     g = group_sigma.shape[1]
-    sigma = repeat(group_sigma, "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
-    eps = torch.randn(x0.shape, generator=gen)
+    sigma = repeat(group_sigma.to(dev), "b g -> b (g f)", f=x0.shape[2] // g)  # (B, G*F)
+    eps = torch.randn(x0.shape, generator=gen).to(dev)
     s5 = sigma[:, None, :, None, None]
     xt = (1 - s5) * x0 + s5 * eps
     flat = drop_prompts([p for ps in prompts for p in ps], cfg.text_dropout, rng)
@@ -268,6 +269,10 @@ def _noisy_error(dit: CausalWanDiT, text: BuiltinTextEncoder, x: torch.Tensor, p
         ce, n = readout.error(hidden[-1], attrs, sigma > 0)
     cast_sums = cast.error(emb, flat) if cast is not None else (err.new_zeros(()),) * 3
     return ((err * w).sum(), w.sum(), ce, n, *cast_sums, *paint_sums)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _check_slots(dit: CausalWanDiT, clips: LatentClips) -> None:
@@ -334,12 +339,15 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
     """Self-rollout loss: generate the context with the model, train the next chunk."""
     x, prompts = clips.batch(rng, batch, cfg.clip_chunks)
     _check_slots(dit, clips)
-    x, slots = split_slots(x, clips.with_slots)
+    dev = _device(dit)
+    x, slots = split_slots(x.to(dev), clips.with_slots)
     x0, chars, _ = split_maps(x, clips.with_chars, clips.with_attrs)
     b, k, f = x0.shape[0], cfg.clip_chunks, clips.latent_frames
     sigmas = inference_sigmas(cfg)
     cache = dit.new_cache()
     den = Denoiser(dit)
+    # the few-step sampler re-noises with a generator on the latents' device
+    dgen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
 
     def chunk_text(c: int) -> tuple[torch.Tensor, dict]:
         """Embeddings of chunk c's prompts (B, T, D) and the DiT's layout argument for it."""
@@ -353,15 +361,15 @@ def rollout_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         for c in range(k - 1):
             emb, kw = chunk_text(c)
             cache.set_prompt(dit.encode_prompt(emb))
-            noise = torch.randn((b, *x0.shape[1:2], f, *x0.shape[3:]), generator=gen)
+            noise = torch.randn((b, *x0.shape[1:2], f, *x0.shape[3:]), generator=gen).to(dev)
             if cfg.sampler == "euler":
                 xg = sample_euler(den, noise, sigmas, extra={"cache": cache, **kw})
             else:
-                xg = sample_few_step(den, noise, sigmas, generator=gen, extra={"cache": cache, **kw})
+                xg = sample_few_step(den, noise, sigmas, generator=dgen, extra={"cache": cache, **kw})
             den.write_cache(xg, cache, **kw)
     target = x0[:, :, -f:]
-    s = sample_sigma(rng, (b,), cfg)  # (B,)
-    eps = torch.randn(target.shape, generator=gen)
+    s = sample_sigma(rng, (b,), cfg).to(dev)  # (B,)
+    eps = torch.randn(target.shape, generator=gen).to(dev)
     s5 = s[:, None, None, None, None]
     xt = (1 - s5) * target + s5 * eps
     emb, kw = chunk_text(k - 1)
@@ -381,7 +389,12 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
     else:
         tokenizer = Tokenizer.build(clips.prompts())
         tokenizer.save(vocab_path)
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {cfg.device!r}: this torch sees no CUDA device; use --device cpu")
     dit, text = build_models(cfg, tokenizer, latent_channels)
+    dit.to(dev)
+    text.to(dev)
     painter = [p for n, p in dit.named_parameters() if n.startswith("paint.")]  # own rate (cfg.paint_lr), last group
     params = [{"params": [p for n, p in dit.named_parameters() if not n.startswith("paint.")], "lr": cfg.lr},
               {"params": list(text.parameters()), "lr": cfg.text_lr}]
@@ -389,11 +402,11 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
     if cfg.attr_weight > 0:
         if not clips.with_attrs:
             raise TrainError("attr_weight > 0 needs latent clips with attribute maps (LatentClips(with_attrs=True))")
-        readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=dit.config.num_layers // 2)
+        readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=dit.config.num_layers // 2).to(dev)
         params.append({"params": list(readout.parameters()), "lr": cfg.lr})
     cast = None
     if cfg.cast_weight > 0:
-        cast = CastReadout(text)
+        cast = CastReadout(text).to(dev)
         if not any(INTRO.search(p) for p in clips.prompts()):
             raise TrainError("cast_weight > 0: no training prompt introduces a character as 'Name (description)'")
         params.append({"params": list(cast.parameters()), "lr": cfg.lr})
@@ -412,7 +425,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         if cast is not None:
             cast.load_state_dict(ckpt["cast"])
         opt.load_state_dict(ckpt["opt"])
-        ema_dit.shadow, ema_text.shadow = ckpt["ema_dit"], ckpt["ema_text"]
+        ema_dit.shadow = {k: v.to(dev) for k, v in ckpt["ema_dit"].items()}
+        ema_text.shadow = {k: v.to(dev) for k, v in ckpt["ema_text"].items()}
         step = int(ckpt["step"])
         losses.update({k: [tuple(x) for x in v] for k, v in ckpt["losses"].items()})
         log.info("DiT: resumed at step %d of %d", step, total)
@@ -432,7 +446,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
             base.append(cfg.paint_lr * base[0] / cfg.lr)
         for group, lr in zip(opt.param_groups, base):
             group["lr"] = lr
-        with autocast(cfg):
+        with autocast(cfg, dev):
             loss, metrics = forcing_loss(dit, text, clips, cfg, rng, gen, cfg.forcing_batch, readout, cast)
             if rollout:
                 rl, rvalue = rollout_loss(dit, text, clips, cfg, rng, gen, cfg.rollout_batch)
@@ -469,4 +483,4 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
                         title="built-in DiT + text encoder")
     ema_dit.copy_to(dit)
     ema_text.copy_to(text)
-    return dit.eval(), text.eval()
+    return dit.cpu().eval(), text.cpu().eval()

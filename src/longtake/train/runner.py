@@ -46,7 +46,7 @@ class TrainEvent:
 #: with other values (e.g. a guidance scale chosen after measuring) without retraining.
 EXPORT_ONLY = ("guidance_scale", "guidance_chunks")
 #: Settings that change how a run goes, not what it computes: a resume may change them.
-HOUSEKEEPING = ("threads", "checkpoint_seconds", "log_every")
+HOUSEKEEPING = ("threads", "checkpoint_seconds", "log_every", "device", "workers")
 
 
 def _check_run(run: Path, cfg: TrainConfig) -> None:
@@ -109,7 +109,8 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
         return stop_after == stage
 
     shards = run / "data" / "vae_shards"
-    if not (shards / "index.json").is_file():
+    vae_done = (run / "vae" / "vae.safetensors").is_file()  # the frame shards only feed the VAE
+    if not vae_done and not (shards / "index.json").is_file():
         timed("vae_data", lambda: write_shards(
             shards, num_stories=cfg.vae_stories, seed=cfg.seed, duration_range=cfg.vae_duration,
             size=(cfg.size, cfg.size), fps=cfg.fps, stories_per_shard=8,
