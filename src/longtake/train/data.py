@@ -245,12 +245,11 @@ def write_latent_shards(root: Path, config: TrainConfig, vae, *, latent_frames: 
                 if on_story:
                     on_story(done, n)
     else:
-        count = [done]
-
         def one() -> None:
-            count[0] += 1
+            nonlocal done
+            done += 1
             if on_story:
-                on_story(count[0], n)
+                on_story(done, n)
 
         for path, members in todo:
             _write_latent_shard(path, config, vae, members, latent_frames, on_one=one)
