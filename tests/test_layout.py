@@ -127,12 +127,14 @@ def test_box_coordinates_run_from_the_boxs_top_left_to_its_bottom_right():
     assert coords[0][:, boxes[0] == 0].abs().sum() == 0 and coords[1].abs().sum() == 0  # outside and empty boxes
 
 
-def test_figure_painter_paints_inside_boxes_only_and_learns_a_figure_per_name():
-    """The painter fits per-name, per-row latents from its loss alone (train.dit_stage.paint_error)."""
+@pytest.mark.parametrize("rank", [0, 4])
+def test_figure_painter_paints_inside_boxes_only_and_learns_a_figure_per_name(rank):
+    """The painter fits per-name, per-row latents from its loss alone (train.dit_stage.paint_error),
+    with and without the name x place product term."""
     from longtake.train.dit_stage import paint_error
 
     torch.manual_seed(0)
-    painter = FigurePainter(text_dim=8, hidden=32, channels=2)
+    painter = FigurePainter(text_dim=8, hidden=32, channels=2, rank=rank)
     slots = torch.zeros(2, 1, 8, 8)
     slots[0, 0, 1:7, 2:4] = 1  # slot 1 of clip 0
     slots[1, 0, 2:8, 4:6] = 1
@@ -156,6 +158,35 @@ def test_figure_painter_paints_inside_boxes_only_and_learns_a_figure_per_name():
     _, lat = painter(boxes, names)
     assert float(lat[0, 0, 0, 0, 2, 2]) > 0.5 and float(lat[0, 0, 0, 0, 6, 2]) < -0.5  # top vs bottom of clip 0's figure
     assert float(lat[1, 0, 0, 0, 3, 4]) < -0.2  # clip 1's figure: its own colours
+
+
+def test_painter_product_term_starts_at_zero_and_is_a_product_of_name_and_place():
+    torch.manual_seed(0)
+    plain = FigurePainter(text_dim=8, hidden=16, channels=3)
+    torch.manual_seed(0)
+    product = FigurePainter(text_dim=8, hidden=16, channels=3, rank=2)
+    slots = torch.zeros(2, 2, 6, 6)
+    slots[:, :, 1:5, 2:4] = 1
+    boxes = boxes_from_slots(slots, 1, dilate=0)
+    names = torch.randn(2, 1, 8)
+    with torch.no_grad():
+        for a, b in zip(plain(boxes, names), product(boxes, names)):  # the template starts at zero
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        product.template.weight.normal_()
+        _, base = plain(boxes, names)
+        _, lat = product(boxes, names)
+        extra = lat - base  # (B, E, C, F, H, W): the product term alone
+        # zero outside the boxes, and with a zero name embedding (bias zero) zero everywhere
+        assert extra[..., :, 0].abs().sum() == 0
+        _, zero_name = product(boxes, torch.zeros(2, 1, 8))
+        _, base_zero = plain(boxes, torch.zeros(2, 1, 8))
+        torch.testing.assert_close(zero_name, base_zero)
+        # linear in the name embedding: doubling the name doubles the term
+        assert extra.abs().max() > 1e-3
+        twice = product(boxes, 2 * names)[1] - plain(boxes, 2 * names)[1]
+        torch.testing.assert_close(twice, 2 * extra, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ModelError, match="paint_rank"):
+        _layout_dit(paint_rank=4)
 
 
 def test_painter_dit_starts_as_the_plain_layout_dit_and_streams_exactly():

@@ -164,7 +164,7 @@ def test_attribute_readout_trains_the_text_path_and_skips_clean_frames():
     from longtake.train.dit_stage import AttributeReadout, _noisy_error, build_models
 
     smoke = get_train_preset("smoke")
-    cfg = smoke.replace(text_dropout=0.0, char_weight=0.0, dit_changes={**smoke.dit_changes, "layout_channels": 0, "paint_hidden": 0})  # no slot channel
+    cfg = smoke.replace(text_dropout=0.0, char_weight=0.0, dit_changes={**smoke.dit_changes, "layout_channels": 0, "paint_hidden": 0, "paint_rank": 0})  # no slot channel
     prompts = [["Ann (a woman in a red shirt) waves.", "Ann waves again."]]
     dit, text = build_models(cfg, Tokenizer.build([p for ps in prompts for p in ps]), 4)
     readout = AttributeReadout(dit.config.dim, dit.config.patch_size, layer=0)
@@ -382,7 +382,7 @@ def test_memory_batch_trains(tmp_path):
     _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
     clips = LatentClips(tmp_path, latent_frames=3)
     cfg = get_train_preset("smoke").replace(memory_batch=2, dit_changes={**get_train_preset("smoke").dit_changes, "in_channels": 2, "out_channels": 2, "abs_pos_tokens": [1, 1], "patch_size": [1, 2, 2],
-                                                                         "layout_channels": 0, "paint_hidden": 0})
+                                                                         "layout_channels": 0, "paint_hidden": 0, "paint_rank": 0})
     dit, text = build_models(cfg, Tokenizer.build(clips.prompts()), 2)
     loss, metrics = forcing_loss(dit, text, clips, cfg, np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
     loss.backward()

@@ -251,7 +251,7 @@ class CausalWanDiT(nn.Module):
             nn.init.zeros_(self.layout_embedding.weight)
             nn.init.zeros_(self.layout_embedding.bias)
         if paint:  # builtin only (config.paint_hidden, model/layout.py FigurePainter)
-            self.paint = FigurePainter(config.text_dim, config.paint_hidden, config.out_channels)
+            self.paint = FigurePainter(config.text_dim, config.paint_hidden, config.out_channels, config.paint_rank)
             self.paint_embedding = nn.Conv3d(paint, dim, kernel_size=config.patch_size, stride=config.patch_size)
             nn.init.zeros_(self.paint_embedding.weight)
             nn.init.zeros_(self.paint_embedding.bias)

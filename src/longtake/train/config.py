@@ -201,7 +201,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         size=32,
         dit_preset="builtin",
         dit_changes={"num_layers": 1, "num_heads": 2, "head_dim": 16, "ffn_dim": 64, "text_dim": 32, "in_channels": 4, "out_channels": 4,
-                     "abs_pos_tokens": [2, 2], "refine_channels": 4, "layout_channels": 4, "paint_hidden": 8},
+                     "abs_pos_tokens": [2, 2], "refine_channels": 4, "layout_channels": 4, "paint_hidden": 8, "paint_rank": 2},
         vae_changes={"latent_channels": 4, "channels": [8, 8, 8], "dec_res_blocks": [1, 0, 0]},
         text_changes={"dim": 32, "num_layers": 1, "num_heads": 2, "max_tokens": 96},
         vae_stories=2, vae_duration=(4.0, 5.0), vae_steps=6, vae_batch=2, vae_crop=None, vae_char_weight=4.0,
