@@ -222,3 +222,17 @@ def test_slot_map_follows_the_prompts_introduction_order():
               {"prompt": "Ann (a woman with red hair) waits. Setting: office.", "names": {"1": "Ann"}}]
     s = slot_map(who, chunks, 3)
     assert s[0, 0, 0] == 2 and s[0, 3, 3] == 1 and s[4, 1, 1] == 1 and s.sum() == 3 * (2 + 1) + 3 * 1
+
+
+def test_composite_paint_replaces_latents_where_the_coverage_exceeds_the_threshold():
+    from longtake.model.layout import composite_paint
+
+    x0 = torch.zeros(1, 2, 1, 2, 2)
+    layout = torch.zeros(1, 3 + 2 + 1, 1, 2, 2)  # 3 layout channels, then 2 painted latents and the coverage
+    layout[:, 3:5, 0, 0, 0] = torch.tensor([0.4, -0.8])  # coverage-weighted sum over slots
+    layout[:, 5, 0, 0, 0] = 0.8  # covered: painted / coverage = (0.5, -1.0)
+    layout[:, 3:5, 0, 1, 1] = 0.1
+    layout[:, 5, 0, 1, 1] = 0.2  # below the threshold: x0 kept
+    out = composite_paint(x0, layout, 0.3)
+    torch.testing.assert_close(out[0, :, 0, 0, 0], torch.tensor([0.5, -1.0]))
+    assert out[0, :, 0, 1, 1].abs().sum() == 0 and out[0, :, 0, 0, 1].abs().sum() == 0

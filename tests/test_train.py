@@ -531,3 +531,59 @@ def test_smoke_model_places_the_prompts_characters(smoke_run):
     groups = ckpt["opt"]["param_groups"]
     assert len(groups[-1]["params"]) == len([n for n in ckpt["dit"] if n.startswith("paint.")])
     assert groups[-1]["lr"] == pytest.approx(smoke.paint_lr * groups[0]["lr"] / smoke.lr)
+
+
+def test_paint_composite_is_an_export_setting_that_puts_the_painted_figures_into_the_render(smoke_run, tmp_path):
+    """--set paint_composite=T on a finished run writes T into model.json without retraining;
+    the generator then replaces the sampled latents with the painter's where its coverage
+    exceeds T, before the cache and the decoder see them. Bad values are one-line errors."""
+    import shutil
+
+    from longtake.generate.builtin import builtin_generator
+    from longtake.generate.causal import CausalGenerator, GenerateError
+    from longtake.model.builtin import load_builtin
+    from longtake.model.errors import ModelError
+    from longtake.model.dit import CausalWanDiT
+    from longtake.model.layout import composite_paint
+    from longtake.plan import plan
+    from longtake.train.data import latent_story
+
+    src, off_model = smoke_run
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    events = []
+    on_model = train(run, get_train_preset("smoke").replace(paint_composite=0.3), on_event=lambda ev: events.append(ev.stage))
+    assert json.loads((on_model / "model.json").read_text())["paint_composite"] == 0.3 and "forcing" not in events
+    story = latent_story(get_train_preset("smoke"), 0)
+    videos, written = {}, {}
+    for name, folder in (("off", off_model), ("on", on_model)):
+        gen = builtin_generator(folder, precision="float32")
+        assert gen.info().settings["paint_composite"] == (0.3 if name == "on" else 0.0)
+        timeline = plan(story, frames_per_chunk=gen.frames_per_chunk, first_chunk_frames=gen.first_chunk_frames)
+        seen = []
+        write = gen.dit.forward
+
+        def spy(x, sigma, *args, seen=seen, write=write, **kwargs):  # the cache write pass runs at sigma 0
+            if kwargs.get("layout") is not None and float(torch.as_tensor(sigma).max()) == 0.0:
+                seen.append((x.clone(), kwargs["layout"].clone()))
+            return write(x, sigma, *args, **kwargs)
+
+        gen.dit.forward = spy
+        videos[name] = [fc.frames for fc in gen.stream(timeline, seed=1)]
+        written[name] = seen
+    # with compositing on, every chunk the cache takes in already holds the painted figures
+    assert written["on"] and all(torch.equal(composite_paint(x, lay, 0.3), x) for x, lay in written["on"])
+    assert not all(torch.equal(composite_paint(x, lay, 0.3), x) for x, lay in written["off"])
+    assert any((a != b).any() for a, b in zip(videos["off"], videos["on"]))
+    # bad values: in model.json, and for the generator of a DiT without a painter
+    meta = json.loads((on_model / "model.json").read_text())
+    meta["paint_composite"] = 1.5
+    (on_model / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="'paint_composite' must be 0 or"):
+        load_builtin(on_model)
+    with pytest.raises(TrainError, match="paint_composite must be in"):
+        get_train_preset("smoke").replace(paint_composite=-0.1)
+    m = load_builtin(off_model)
+    cfg = m.dit.config.replace(paint_hidden=0, paint_rank=0)
+    with pytest.raises(GenerateError, match="paint_composite must be 0"):
+        CausalGenerator(CausalWanDiT(cfg), m.vae, m.text_encoder, sigmas=m.settings.sigmas, layout_prior=m.settings.layout_prior, paint_composite=0.3)

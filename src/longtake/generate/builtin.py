@@ -74,6 +74,7 @@ def builtin_generator(
         name="builtin",
         weights=model.weights,
         layout_prior=model.settings.layout_prior,
+        paint_composite=model.settings.paint_composite,
         memory=memory,
         cast=cast,
     )

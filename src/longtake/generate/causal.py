@@ -44,7 +44,7 @@ from longtake.errors import LongtakeError
 from longtake.generate.protocol import FrameChunk, GeneratorInfo
 from longtake.model.dit import CausalWanDiT
 from longtake.model.kv_cache import KVCache, PromptKV
-from longtake.model.layout import LayoutPrior, introduced, name_embeddings
+from longtake.model.layout import LayoutPrior, composite_paint, introduced, name_embeddings
 from longtake.model.text_encoder import TextEncoder
 from longtake.model.vae import VideoVAE
 from longtake.plan.timeline import Chunk, Timeline
@@ -152,6 +152,10 @@ class CausalGenerator:
         layout_prior: where characters stand (model/layout.py), required when the DiT has a
             layout input: each chunk places the characters its prompt introduces in the
             prior's boxes, carrying their name embeddings.
+        paint_composite: 0 = off; else a coverage threshold in (0, 1): after sampling, the
+            figure painter's latents replace the chunk's where its coverage exceeds it
+            (:func:`~longtake.model.layout.composite_paint`), before the cache and the decoder
+            see the chunk. Needs a DiT with a figure painter.
 
     Attributes:
         frames_per_chunk: output frames of every chunk after the first (``t * F``).
@@ -177,8 +181,12 @@ class CausalGenerator:
         name: str = "builtin",
         weights: dict[str, str] | None = None,
         layout_prior: LayoutPrior | None = None,
+        paint_composite: float = 0.0,
     ) -> None:
         cfg = dit.config
+        if paint_composite and not (cfg.paint_hidden and 0.0 < paint_composite < 1.0):
+            raise GenerateError(f"paint_composite must be 0 (off) or a coverage threshold in (0, 1) for a DiT with a figure painter, "
+                                f"got {paint_composite} (paint_hidden={cfg.paint_hidden})")
         if cfg.layout_channels and layout_prior is None:
             raise GenerateError("this DiT has a layout input (layout_channels) but no layout_prior was given (model.json 'layout_prior')")
         if cfg.layout_channels and not hasattr(text_encoder, "tokenizer"):
@@ -212,6 +220,7 @@ class CausalGenerator:
         self.name = name
         self.weights = dict(weights or {})
         self.layout_prior = layout_prior if cfg.layout_channels else None
+        self.paint_composite = float(paint_composite)
         self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt cache key -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
@@ -233,6 +242,7 @@ class CausalGenerator:
             "sampler": self.sampler,
             "guidance_scale": self.guidance_scale,
             "guidance_chunks": self.guidance_chunks,
+            "paint_composite": self.paint_composite,
             "dtype": str(self.dtype).removeprefix("torch."),
             "autocast": None if self.autocast is None else str(self.autocast).removeprefix("torch."),
             "dit": dit,
@@ -455,6 +465,8 @@ class CausalGenerator:
             x0 = sample_few_step(den, noise, self.sigmas, generator=gen, extra=extra)
         else:
             x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
+        if self.paint_composite and layout:
+            x0 = composite_paint(x0, layout["layout"], self.paint_composite)
         den.write_cache(x0, cache, **layout)
         self._after_write(chunk, cache, x0)
         latent = x0.to(_module_dtype(self.vae, torch.float32))

@@ -70,6 +70,9 @@ class BuiltinSettings:
     sigmas: tuple[float, ...] = ()
     guidance_scale: float = 1.0
     guidance_chunks: str = "all"
+    # 0 = off; else the coverage above which the figure painter's latents replace the sampled
+    # ones (generate/causal.py ``paint_composite``)
+    paint_composite: float = 0.0
     frames_per_chunk: int = 12  # output frames of every chunk after the first
     first_chunk_frames: int = 9  # output frames of the first chunk
     # where characters stand when the DiT has a layout input (model/layout.py), None otherwise
@@ -198,6 +201,7 @@ def save_builtin(
     guidance_scale: float = 1.0,
     guidance_chunks: str = "all",
     layout_prior: LayoutPrior | None = None,
+    paint_composite: float = 0.0,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a built-in model folder atomically (a hidden temp folder, then a rename).
@@ -222,6 +226,7 @@ def save_builtin(
         "sigmas": s,
         "guidance_scale": float(guidance_scale),
         "guidance_chunks": str(guidance_chunks),
+        "paint_composite": float(paint_composite),
         "plan": _plan(dit, vae),
         "train": dict(extra or {}),
     }
@@ -317,11 +322,16 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
             prior = LayoutPrior.from_dict(meta["layout_prior"])
         except (TypeError, ValueError) as err:
             raise ModelError(f"{root / MODEL_JSON}: 'layout_prior' must map a character count to boxes [y0, x0, y1, x1] ({err})") from None
+    pc = meta.get("paint_composite", 0.0)
+    if isinstance(pc, bool) or not isinstance(pc, (int, float)) or not (pc == 0 or (config.paint_hidden and 0 < pc < 1)):
+        raise ModelError(f"{root / MODEL_JSON}: 'paint_composite' must be 0 or, for a DiT with a figure painter, a coverage threshold in (0, 1); "
+                         f"got {pc!r} (paint_hidden={config.paint_hidden})")
     settings = BuiltinSettings(
         sampler=meta["sampler"],
         sigmas=tuple(float(x) for x in meta["sigmas"]),
         guidance_scale=float(meta.get("guidance_scale", 1.0)),
         guidance_chunks=str(meta.get("guidance_chunks", "all")),
+        paint_composite=float(meta.get("paint_composite", 0.0)),
         frames_per_chunk=derived["frames_per_chunk"],
         first_chunk_frames=derived["first_chunk_frames"],
         layout_prior=prior,

@@ -224,6 +224,19 @@ class FigurePainter(nn.Module):
         return logits, lat
 
 
+def composite_paint(x0: Tensor, layout: Tensor, threshold: float) -> Tensor:
+    """Put the figure painter's figures over a sampled chunk: x0 (B, C, F, H, W) and the
+    layout map (B, layout_width, F, H, W) whose last C + 1 channels are the painter's
+    (:func:`compose_paint`) -> x0 with every latent pixel whose summed coverage exceeds
+    ``threshold`` replaced by the painted latent (the coverage-weighted mean of the slots').
+    Measured in session 13 (docs/models.md): b19's DiT draws a generic figure over what the
+    painter gives it; composited after sampling the painter's look survives."""
+    c = x0.shape[1]
+    paint = layout[:, -(c + 1):].to(x0.dtype)
+    painted, cover = paint[:, :c], paint[:, c:]
+    return torch.where(cover > threshold, painted / cover.clamp_min(1e-3), x0)
+
+
 def compose_paint(boxes: Tensor, logits: Tensor, latents: Tensor) -> Tensor:
     """Per-slot painter output -> the layout's paint channels (B, C + 1, F, H, W): the
     coverage-weighted sum of the slots' latents, then the summed coverage."""

@@ -121,6 +121,9 @@ class TrainConfig:
     # text_dropout trains it), on the chunks that start a shot (generate/causal.py)
     guidance_scale: float = 1.0
     guidance_chunks: str = "shot_start"
+    # written into model.json: 0 = off, else the coverage above which the figure painter's
+    # latents replace the sampled ones (generate/causal.py ``paint_composite``, session 13)
+    paint_composite: float = 0.0
     # Mixed precision: bfloat16 autocast for the forward passes (weights, optimiser state and
     # EMA stay float32). On this CPU (AVX512-BF16) it halves a DiT step (2.42 -> 1.21 s) and
     # cuts a VAE step 2.8x (bench numbers in docs/training.md).
@@ -166,6 +169,8 @@ class TrainConfig:
 
         if self.guidance_chunks not in GUIDANCE_CHUNKS:
             problems.append(f"guidance_chunks must be one of {GUIDANCE_CHUNKS}, got {self.guidance_chunks!r}")
+        if not 0.0 <= self.paint_composite < 1.0:
+            problems.append(f"paint_composite must be in [0, 1), got {self.paint_composite}")
         if not 0.0 <= self.text_dropout < 1.0:
             problems.append(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if not 0.0 <= self.clean_context <= 1.0:

@@ -44,7 +44,7 @@ class TrainEvent:
 
 #: Settings that only go into model.json at export: a finished run may be exported again
 #: with other values (e.g. a guidance scale chosen after measuring) without retraining.
-EXPORT_ONLY = ("guidance_scale", "guidance_chunks")
+EXPORT_ONLY = ("guidance_scale", "guidance_chunks", "paint_composite")
 #: Settings that change how a run goes, not what it computes: a resume may change them.
 HOUSEKEEPING = ("threads", "checkpoint_seconds", "log_every", "device", "workers")
 
@@ -142,6 +142,6 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
              "torch": torch.__version__, "threads": torch.get_num_threads()}
     prior = layout_prior(clips, dcfg.layout_slots) if dcfg.layout_channels else None
     save_builtin(model_dir, dit, vae, text, sigmas=inference_sigmas(cfg).tolist(), sampler=cfg.sampler, guidance_scale=cfg.guidance_scale,
-                 guidance_chunks=cfg.guidance_chunks, layout_prior=prior, extra=extra)
+                 guidance_chunks=cfg.guidance_chunks, layout_prior=prior, paint_composite=cfg.paint_composite, extra=extra)
     emit("export", 1, 1)
     return model_dir
