@@ -19,7 +19,7 @@ and the recent frames, which is the simplest behaviour that keeps characters con
 :class:`~longtake.generate.memory.MemoryGenerator`). Prompt switches only swap the cross-attention
 prompt; LongLive's KV re-cache is left to :meth:`CausalGenerator._on_switch`, a hook that
 does nothing here. The other hooks (``_new_cache``, ``_start``, ``_before_sample``,
-``_after_write``, ``_extra_state``, ``_restore``) let a subclass add memory
+``_after_sample``, ``_after_write``, ``_extra_state``, ``_restore``) let a subclass add memory
 (:class:`longtake.generate.memory.MemoryGenerator`) without copying the loop.
 
 Resume: :meth:`CausalGenerator.state_dict` after any chunk holds the next chunk index, the
@@ -326,6 +326,11 @@ class CausalGenerator:
     def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
         """Called after the chunk's prompt is set (and ``_on_switch``), before sampling."""
 
+    def _after_sample(self, chunk: Chunk, x0: Tensor, layout: Tensor | None) -> Tensor:
+        """The clean chunk x0 (1, C, F, H, W) as sampled (and composited), with the chunk's
+        layout map (None without a layout DiT) -> the chunk the cache and the decoder get."""
+        return x0
+
     def _after_write(self, chunk: Chunk, cache: KVCache, x0: Tensor) -> None:
         """Called after the clean chunk ``x0`` (1, C, F, H, W) wrote its K/V into ``cache``."""
 
@@ -467,6 +472,7 @@ class CausalGenerator:
             x0 = _SAMPLERS[self.sampler](den, noise, self.sigmas, extra=extra)
         if self.paint_composite and layout:
             x0 = composite_paint(x0, layout["layout"], self.paint_composite)
+        x0 = self._after_sample(chunk, x0, layout.get("layout"))
         den.write_cache(x0, cache, **layout)
         self._after_write(chunk, cache, x0)
         latent = x0.to(_module_dtype(self.vae, torch.float32))

@@ -11,7 +11,8 @@ Per chunk (DESIGN.md, "The flow of one render"):
      the cut comes from memory;
   3. ``memory.select(chunk, cache)`` installs the memory segment: [sink | memory | window];
      with "nam+sma" each layer and head then attends to its top-k memory frames only;
-  4. sample and write the chunk as :class:`CausalGenerator` does;
+  4. sample and write the chunk as :class:`CausalGenerator` does; with entity figures, each
+     on-screen character's figure of its first appearance is composited into its box first;
   5. ``memory.update(chunk, cache, first_frame)`` records prototypes (NAM: every 3rd chunk,
      evicting by relevance to the current prompt; entity: also first appearances).
 
@@ -38,13 +39,18 @@ from longtake.memory.cast import CastMember, image_to_video
 from longtake.memory.config import MemoryConfig, MemoryMode
 from longtake.memory.entity import EntityMemory
 from longtake.memory.entry import KIND_CAST, KIND_REF, entry_from_cache, install
+from longtake.memory.figures import crop_figure, paste_figure
 from longtake.memory.sma import SparseMemoryActivation
 from longtake.model.kv_cache import KVCache
+from longtake.model.layout import introduced
 from longtake.plan.timeline import Chunk, Timeline
 from longtake.sample.samplers import sample_few_step
 
 log = logging.getLogger(__name__)
 
+#: Coverage above which a kept figure replaces the sampled latents, for a model without
+#: ``paint_composite`` (else that threshold).
+FIGURE_THRESHOLD = 0.3
 #: Chunk-seed indices of the casting pass (far from any real chunk index).
 _CAST_SEED_BASE = 2**40
 
@@ -88,6 +94,7 @@ class MemoryGenerator(CausalGenerator):
         self.memory: NarrativeMemory | EntityMemory | None = None
         self._latents: dict[int, Tensor] = {}  # frame -> clean latent (1, C, 1, H, W) of held frames
         self._sink_meta: dict[str, Any] | None = None  # the chunk whose first frame starts the sink
+        self._slot_ids: dict[str, str] = {}  # a character's name (as prompts introduce it) -> its id, for figures
         self.attended_tokens = 0
         self.selected: list[int] = []
 
@@ -147,6 +154,8 @@ class MemoryGenerator(CausalGenerator):
             self.sma.queries = {}
         self._latents = {}
         self._sink_meta = None
+        names = list(timeline.characters.values())
+        self._slot_ids = {name: cid for cid, name in timeline.characters.items() if names.count(name) == 1}
         if isinstance(self.memory, EntityMemory):
             known = set(timeline.characters) | set(timeline.locations)
             if self.preload is not None:
@@ -167,6 +176,7 @@ class MemoryGenerator(CausalGenerator):
             self.memory.load_state_dict(_to_device(saved["bank"], device))
         self._latents = {int(f): t.to(device) for f, t in zip(saved["latent_frames"], saved["latents"], strict=True)}
         self._sink_meta = saved["sink"]
+        self._slot_ids = {str(k): str(v) for k, v in (saved.get("slot_ids") or {}).items()}
         if self.sma is not None:
             self.sma.load_state_dict(_to_device(saved["sma"], device))
 
@@ -180,6 +190,7 @@ class MemoryGenerator(CausalGenerator):
                 "latents": [self._latents[f] for f in frames],
                 "sink": None if self._sink_meta is None else dict(self._sink_meta),
                 "sma": None if self.sma is None else self.sma.state_dict(),
+                "slot_ids": dict(self._slot_ids),
             }
         }
 
@@ -209,6 +220,29 @@ class MemoryGenerator(CausalGenerator):
         if self.sma is not None and self.sma.per == "head" and len(entries) > self.sma.top_k:
             skipped = (len(entries) - self.sma.top_k) * entries[0].tokens
         self.attended_tokens = cache.num_tokens - skipped
+
+    def _after_sample(self, chunk: Chunk, x0: Tensor, layout: Tensor | None) -> Tensor:
+        """Entity figures (``MemoryConfig.entity_figures``, memory/figures.py): each on-screen
+        character the prompt places in a layout slot gets the figure it had at its first
+        appearance composited into its box; a character without one has it kept now."""
+        memory = self.memory
+        if layout is None or not isinstance(memory, EntityMemory) or not self.memory_config.use_figures or not self.dit.config.paint_hidden:
+            return x0
+        text = self.text_encoder
+        names = [name for name, _, _ in introduced(chunk.prompt, text.tokenizer.tokens, text.max_tokens)]
+        slots = self.dit.config.layout_slots
+        boxes = self.layout_prior.masks(len(names), slots, *x0.shape[2:]).to(x0.device)  # (E, F, H, W), as _layout places them
+        threshold = self.paint_composite or FIGURE_THRESHOLD
+        for k, name in enumerate(names[:slots]):
+            entity = self._slot_ids.get(name)
+            if entity is None or entity not in chunk.characters:
+                continue
+            figure = memory.figures.get(entity)
+            if figure is not None:
+                x0 = paste_figure(x0, figure.to(x0.device), boxes[k], threshold)
+            elif (new := crop_figure(x0, layout[:, -1], boxes[k])) is not None:
+                memory.keep_figure(entity, new)
+        return x0
 
     def _after_write(self, chunk: Chunk, cache: KVCache, x0: Tensor) -> None:
         frames = x0.shape[2]

@@ -64,6 +64,9 @@ class MemoryConfig:
             built-in model did on 4 of 10 held-out stories, docs/memory.md).
         casting: "entity" without reference images: first generate one frame per character
             and location with the same model (MovieDreamer's hierarchical step). Off by default.
+        entity_figures: "entity" with a DiT that has a figure painter: keep each character's
+            figure latents at its first appearance and composite them into its box whenever
+            it is on screen (memory/figures.py). None = on in "entity"; other modes: off.
     """
 
     mode: MemoryMode = "sink"
@@ -78,6 +81,7 @@ class MemoryConfig:
     shot_sink: bool | None = None
     scene_sink: bool | None = None
     casting: bool = False
+    entity_figures: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MEMORY_MODES:
@@ -89,6 +93,8 @@ class MemoryConfig:
             raise MemoryBankError(f"sma_per must be 'head' or 'chunk', got {self.sma_per!r}")
         if self.shot_sink and self.mode not in MEMORY_SEGMENT_MODES:
             raise MemoryBankError(f"shot_sink needs a memory to put the old sink in; mode {self.mode!r} has none")
+        if self.entity_figures and self.mode != "entity":
+            raise MemoryBankError(f"entity_figures keeps figures in the entity memory; it needs mode 'entity', not {self.mode!r}")
         if self.casting and self.mode != "entity":
             raise MemoryBankError(f"casting fills the entity memory; it needs mode 'entity', not {self.mode!r}")
 
@@ -115,6 +121,10 @@ class MemoryConfig:
         return chunk.cut and (self.use_shot_sink or (self.use_scene_sink and chunk.new_place))
 
     @property
+    def use_figures(self) -> bool:
+        return self.mode == "entity" if self.entity_figures is None else bool(self.entity_figures)
+
+    @property
     def use_sink(self) -> bool:
         return self.mode != "none"
 
@@ -127,5 +137,5 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
-        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, entity_figures=self.use_figures)
         return out

@@ -18,6 +18,10 @@ entity has newer ones; past ``per_entity``, the entity's oldest non-anchor entry
 recently (on screen or recorded) goes first, a non-anchor before an anchor: a character away
 for long loses her newest frames, then her anchor, only when the memory is full of others.
 
+Figures (:meth:`keep_figure`, memory/figures.py): a generator whose DiT has a figure painter
+also keeps each character's figure latents at its first appearance and composites them into
+the character's box whenever it is on screen (``MemoryConfig.entity_figures``).
+
 Retrieval (:meth:`select`): ``slots`` memory frames per chunk (a fixed attention budget),
 filled round-robin over the on-screen characters, then the location: each entity's anchor
 first, then its most recent entries. Frames still in the KV cache (sink or window) are skipped.
@@ -70,6 +74,9 @@ class EntityMemory:
         self.seen: dict[str, int] = {}  # entity id -> tick it was last on screen or recorded
         self._tick = 0
         self._next_external = -1
+        # entity id -> its figure at its first appearance (memory/figures.py), for a generator
+        # that copies figures; at most ``capacity``, the least recently seen dropped first
+        self.figures: dict[str, Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -132,6 +139,15 @@ class EntityMemory:
             entry = entry_from_cache(cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME)
             self.add(entry, cache.prompt)
 
+    def keep_figure(self, entity: str, figure: Tensor) -> None:
+        """Keep ``entity``'s figure (C + 1, h, w) unless it has one (the first appearance
+        stays); past ``capacity`` figures, the one of the entity seen least recently goes."""
+        if entity in self.figures:
+            return
+        self.figures[entity] = figure.detach()
+        while len(self.figures) > self.capacity:
+            del self.figures[min(self.figures, key=lambda e: self.seen.get(e, -1))]
+
     def _untag(self, entity: str, frame: int) -> None:
         self.tags[entity].remove(frame)
         if not self.tags[entity]:
@@ -186,6 +202,7 @@ class EntityMemory:
             "tags": {k: list(v) for k, v in self.tags.items()},
             "seen": dict(self.seen),
             "tick": self._tick,
+            "figures": dict(self.figures),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -200,6 +217,7 @@ class EntityMemory:
         self.tags = {k: [int(f) for f in v] for k, v in state["tags"].items()}
         self.seen = {k: int(v) for k, v in state["seen"].items()}
         self._tick = int(state["tick"])
+        self.figures = {str(k): v for k, v in (state.get("figures") or {}).items()}  # absent in memories saved before session 14
         if any(f not in self.entries for frames in self.tags.values() for f in frames):
             raise MemoryBankError("saved entity memory is damaged: a tag names a missing entry")
 
@@ -218,4 +236,7 @@ class EntityMemory:
                 kv = list(zip(src.keys, src.values, strict=True))
                 entry = entry_from_kv(kv, frame=self.external_id(), chunk=-1, entities=ents, location=src.location, kind=KIND_IMPORT)
                 added += self.add(entry)
+        for ent, fig in (state.get("figures") or {}).items():
+            if entities is None or ent in entities:
+                self.keep_figure(str(ent), fig)
         return added
