@@ -46,7 +46,7 @@ def test_a_cropped_figure_pastes_back_into_a_box_of_another_size_where_it_covers
     torch.testing.assert_close(paste_figure(x0, fig, torch.zeros(2, 8, 8), 0.3), x0, atol=0, rtol=0)
 
 
-def test_entity_memory_keeps_the_first_figure_bounded_and_saves_imports_it():
+def test_entity_memory_keeps_the_first_figure_bounded_and_saves_imports_it(tmp_path):
     mem = EntityMemory(slots=1, per_entity=1, capacity=2)
     a, b, c = torch.ones(5, 4, 2), 2 * torch.ones(5, 4, 2), 3 * torch.ones(5, 4, 2)
     mem.keep_figure("ann", a)
@@ -57,7 +57,7 @@ def test_entity_memory_keeps_the_first_figure_bounded_and_saves_imports_it():
     mem._see(("cy",))
     mem.keep_figure("cy", c)  # past capacity 2: ann, seen least recently (never), goes
     assert set(mem.figures) == {"bob", "cy"}
-    state = mem.state_dict()
+    state = load_state(save_state(mem.state_dict(), tmp_path / "m.safetensors"))  # as in state and memory files
     again = EntityMemory(slots=1, per_entity=1, capacity=2)
     again.load_state_dict(state)
     assert set(again.figures) == {"bob", "cy"} and torch.equal(again.figures["cy"], c)
