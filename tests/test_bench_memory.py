@@ -103,6 +103,7 @@ def test_bench_memory_end_to_end_on_a_tiny_model(tiny_folder, probes, tmp_path, 
     (["--memory", "sink,bogus"], "unknown memory mode 'bogus'"),
     (["--stories", "0"], "--stories 0: expected at least 1"),
     (["--weights", "/no/such/folder"], "no such folder"),
+    (["--memory", "sink", "--entity-figures"], "--entity-figures changes the entity mode"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = runner.invoke(app, ["bench", "memory", *args])

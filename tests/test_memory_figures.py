@@ -68,8 +68,7 @@ def test_entity_memory_keeps_the_first_figure_bounded_and_saves_imports_it(tmp_p
     EntityMemory(slots=1, per_entity=1, capacity=2).load_state_dict(old)
     with pytest.raises(MemoryBankError, match="entity_figures"):
         MemoryConfig(mode="sink", entity_figures=True)
-    assert MemoryConfig(mode="entity").use_figures and not MemoryConfig(mode="nam").use_figures
-    assert not MemoryConfig(mode="entity", entity_figures=False).to_dict()["entity_figures"]
+    assert not MemoryConfig(mode="entity").entity_figures and MemoryConfig(mode="entity", entity_figures=True).to_dict()["entity_figures"]
 
 
 # Mia (chunks 0-3), Tom (4-7), Mia again (8-11), each introduced as "Name (description)".
@@ -105,7 +104,8 @@ def _record(gen):
 
 def test_entity_figures_put_a_returning_characters_first_figure_back_and_resume_exactly(painter_parts, tmp_path):
     story = make_story(characters=CHARACTERS)
-    gen = _gen(painter_parts, "entity")
+    figures = MemoryConfig(mode="entity", entity_figures=True)
+    gen = _gen(painter_parts, figures)
     tl = plan_for(gen, story)
     text = painter_parts[2]
     assert "Mia" in WORDS and [n for n, p, _ in introduced(tl.chunks[0].prompt, text.tokenizer.tokens, text.max_tokens)] == ["Mia"]
@@ -123,8 +123,8 @@ def test_entity_figures_put_a_returning_characters_first_figure_back_and_resume_
     torch.testing.assert_close(after, paste_figure(before, fig, box, 0.3))
     assert float((after - before).abs().sum()) > 0 and float(fig[-1].max()) > 0.3
     assert set(gen.memory.figures) == {"mia", "tom"} and gen.info().settings["memory"]["entity_figures"] is True
-    # without figures (or in another mode) the sampled chunk is what the cache gets
-    plain = _gen(painter_parts, MemoryConfig(mode="entity", entity_figures=False))
+    # without figures (the default) the sampled chunk is what the cache gets
+    plain = _gen(painter_parts, "entity")
     plain_seen = _record(plain)
     list(plain.stream(tl, seed=1))
     assert all(torch.equal(x, y) for _, x, y in plain_seen) and not plain.memory.figures
@@ -135,6 +135,6 @@ def test_entity_figures_put_a_returning_characters_first_figure_back_and_resume_
         next(it)
     path = save_state(gen.state_dict(), tmp_path / "s.safetensors")
     it.close()
-    resumed = [fc.frames for fc in _gen(painter_parts, "entity").stream(tl, seed=1, start_chunk=k, state=load_state(path))]
+    resumed = [fc.frames for fc in _gen(painter_parts, figures).stream(tl, seed=1, start_chunk=k, state=load_state(path))]
     for x, y in zip(full[k:], resumed, strict=True):
         np.testing.assert_array_equal(x, y)

@@ -39,6 +39,7 @@ def memory_cmd(
     precision: Annotated[str, typer.Option("--precision", help="auto, float32 or bfloat16 (as render).")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default as render: 1 on a machine with 2 cores or fewer, else torch's default).")] = None,
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
+    entity_figures: Annotated[bool, typer.Option("--entity-figures", help="Entity mode keeps and composites each character's first figure (MemoryConfig.entity_figures, docs/memory.md).")] = False,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
 ) -> None:
     """Render storyworld-bench with every memory mode side by side; one table of returns, revisits, alignment and speed."""
@@ -69,7 +70,10 @@ def memory_cmd(
         from longtake.world.bench_set import make_bench
 
         chosen = [item.story for item in make_bench(stories)]
-    generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=MemoryConfig(mode=m)) for m in modes}  # type: ignore[arg-type]
+    if entity_figures and "entity" not in modes:
+        raise fail(["--entity-figures changes the entity mode; add it to --memory"])
+    configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity") for m in modes}  # type: ignore[arg-type]
+    generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}
     rows = [TRUTH, *modes]
     with Progress(TextColumn("[bold]{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
                   TextColumn("story {task.fields[story]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err) as bar:

@@ -226,7 +226,7 @@ class MemoryGenerator(CausalGenerator):
         character the prompt places in a layout slot gets the figure it had at its first
         appearance composited into its box; a character without one has it kept now."""
         memory = self.memory
-        if layout is None or not isinstance(memory, EntityMemory) or not self.memory_config.use_figures or not self.dit.config.paint_hidden:
+        if layout is None or not isinstance(memory, EntityMemory) or not self.memory_config.entity_figures or not self.dit.config.paint_hidden:
             return x0
         text = self.text_encoder
         names = [name for name, _, _ in introduced(chunk.prompt, text.tokenizer.tokens, text.max_tokens)]

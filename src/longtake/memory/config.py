@@ -66,7 +66,8 @@ class MemoryConfig:
             and location with the same model (MovieDreamer's hierarchical step). Off by default.
         entity_figures: "entity" with a DiT that has a figure painter: keep each character's
             figure latents at its first appearance and composite them into its box whenever
-            it is on screen (memory/figures.py). None = on in "entity"; other modes: off.
+            it is on screen (memory/figures.py). Off by default: on the shipped model it
+            changed the memory bench by no more than one return (docs/memory.md).
     """
 
     mode: MemoryMode = "sink"
@@ -81,7 +82,7 @@ class MemoryConfig:
     shot_sink: bool | None = None
     scene_sink: bool | None = None
     casting: bool = False
-    entity_figures: bool | None = None
+    entity_figures: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MEMORY_MODES:
@@ -121,10 +122,6 @@ class MemoryConfig:
         return chunk.cut and (self.use_shot_sink or (self.use_scene_sink and chunk.new_place))
 
     @property
-    def use_figures(self) -> bool:
-        return self.mode == "entity" if self.entity_figures is None else bool(self.entity_figures)
-
-    @property
     def use_sink(self) -> bool:
         return self.mode != "none"
 
@@ -137,5 +134,5 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
-        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, entity_figures=self.use_figures)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink)
         return out
