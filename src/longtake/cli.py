@@ -139,7 +139,7 @@ def render(
     model: Annotated[str, typer.Option("--model", "-m", help="Generator: see `longtake models` (default: the built-in model).")] = "default",
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder to use instead of the shipped weights (docs/models.md).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Where a learned model runs: cpu (default), cuda, cuda:1, mps.")] = None,
-    precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32), float32, bfloat16.")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32; the built-in model on a GPU: float32), float32, bfloat16.")] = None,
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale of a learned model on the chunks that start a shot (default: the model's; 1.0 = off).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: 1 on a machine with 2 cores or fewer, where it is faster than 2; else torch's default).")] = None,
