@@ -587,3 +587,36 @@ def test_paint_composite_is_an_export_setting_that_puts_the_painted_figures_into
     cfg = m.dit.config.replace(paint_hidden=0, paint_rank=0)
     with pytest.raises(GenerateError, match="paint_composite must be 0"):
         CausalGenerator(CausalWanDiT(cfg), m.vae, m.text_encoder, sigmas=m.settings.sigmas, layout_prior=m.settings.layout_prior, paint_composite=0.3)
+
+
+def test_init_from_fine_tunes_a_model_folder(smoke_run, tmp_path):
+    """init_from: the model's VAE and vocabulary become the run's, the DiT and text encoder start
+    from its weights (a few small steps stay near them, unlike a fresh start); a folder that is
+    not a model, or a run whose DiT differs from the model's, is a one-line TrainError."""
+    from longtake.model.builtin import load_builtin
+    from longtake.train.checkpoint import load_checkpoint
+
+    _, model = smoke_run
+    smoke = get_train_preset("smoke")
+    cfg = smoke.replace(init_from=str(model), dit_stories=2, forcing_steps=2, rollout_steps=0, lr=1e-6, paint_lr=1e-6, text_lr=1e-6, warmup=1)
+    out = train(tmp_path / "ft", cfg)
+    assert (tmp_path / "ft" / "vae" / "vae.safetensors").read_bytes() == (model / "vae.safetensors").read_bytes()
+    assert not (tmp_path / "ft" / "data" / "vae_shards").exists()  # no VAE trained
+    assert (tmp_path / "ft" / "dit" / "vocab.json").read_text() == (model / "text" / "vocab.json").read_text()
+    start = load_builtin(model)
+    ck = load_checkpoint(tmp_path / "ft" / "dit" / "ckpt.pt")
+    fresh = train(tmp_path / "fresh", smoke.replace(dit_stories=2, forcing_steps=2, rollout_steps=0, lr=1e-6, paint_lr=1e-6, text_lr=1e-6, warmup=1))
+    fresh_ck = load_checkpoint(tmp_path / "fresh" / "dit" / "ckpt.pt")
+    for name in ("blocks.0.attn1.to_q.weight", "proj_out.weight"):
+        w0 = start.dit.state_dict()[name]
+        assert (ck["dit"][name] - w0).abs().max() < 1e-3 < (fresh_ck["dit"][name] - w0).abs().max()
+    text0 = start.text_encoder.state_dict()
+    assert ck["text"].keys() == text0.keys()
+    for name, w0 in text0.items():
+        torch.testing.assert_close(ck["text"][name], w0, atol=1e-3, rtol=0)
+    assert load_builtin(out).dit.config == start.dit.config
+    with pytest.raises(TrainError, match="init_from: built-in model folder not found"):
+        train(tmp_path / "bad", cfg.replace(init_from=str(tmp_path / "nowhere")))
+    other = cfg.replace(dit_changes={**smoke.dit_changes, "ffn_dim": 32})
+    with pytest.raises(TrainError, match="init_from .* differs from the model's in ffn_dim"):
+        train(tmp_path / "other", other)

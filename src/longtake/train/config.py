@@ -128,6 +128,12 @@ class TrainConfig:
     # EMA stay float32). On this CPU (AVX512-BF16) it halves a DiT step (2.42 -> 1.21 s) and
     # cuts a VAE step 2.8x (bench numbers in docs/training.md).
     bf16: bool = True
+    # Fine-tuning: a built-in model folder (e.g. src/longtake/assets/builtin) to start from
+    # instead of random weights. Its VAE becomes the run's (copied to vae/, so no VAE is
+    # trained and the latents are encoded as the model encodes), its vocabulary the run's,
+    # and its DiT and text encoder the starting weights of the DiT stage (the EMA starts
+    # there too); the optimiser starts afresh. The DiT and text settings must be the model's.
+    init_from: str | None = None
     # housekeeping
     checkpoint_seconds: float = 120.0
     log_every: int = 10

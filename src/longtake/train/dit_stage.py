@@ -63,6 +63,33 @@ def build_models(cfg: TrainConfig, tokenizer: Tokenizer, latent_channels: int) -
     return CausalWanDiT(dcfg), BuiltinTextEncoder(tcfg, tokenizer)
 
 
+def _init_model(folder: Path):
+    """The model a fine-tuning run starts from (``cfg.init_from``), or a one-line TrainError."""
+    from longtake.model.builtin import load_builtin
+    from longtake.model.errors import ModelError
+
+    try:
+        return load_builtin(folder)
+    except ModelError as err:
+        raise TrainError(f"init_from: {err}") from None
+
+
+def _start_from(dit: CausalWanDiT, text: BuiltinTextEncoder, init, where: str) -> None:
+    """Copy the weights of ``init`` (a loaded built-in model) into the run's fresh models; the
+    run's DiT and text settings must be the model's."""
+    want, got = dataclasses.asdict(init.dit.config), dataclasses.asdict(dit.config)
+    diff = sorted(k for k in want if want[k] != got.get(k))
+    if diff:
+        raise TrainError(f"init_from {where}: the run's DiT differs from the model's in {', '.join(diff)} "
+                         f"(model: {', '.join(f'{k}={want[k]!r}' for k in diff)}); set dit_preset/dit_changes to match")
+    twant, tgot = init.text_encoder.state_dict(), text.state_dict()
+    bad = sorted(k for k in twant if k not in tgot or tgot[k].shape != twant[k].shape) + sorted(k for k in tgot if k not in twant)
+    if bad:
+        raise TrainError(f"init_from {where}: the run's text encoder differs from the model's ({bad[0]}); set text_changes to match")
+    dit.load_state_dict(init.dit.state_dict())
+    text.load_state_dict(twant)
+
+
 def inference_sigmas(cfg: TrainConfig) -> torch.Tensor:
     """The sigmas the exported model samples with (``cfg.sampler``'s schedule), ending at 0."""
     return sampler_sigmas(cfg.sampler, cfg.sample_steps, cfg.sample_shift)
@@ -384,6 +411,10 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
     out = run / "dit"
     out.mkdir(parents=True, exist_ok=True)
     vocab_path = out / "vocab.json"
+    init = None
+    if cfg.init_from is not None and not (out / "ckpt.pt").is_file():  # a fine-tuning run's start
+        init = _init_model(Path(cfg.init_from))
+        init.text_encoder.tokenizer.save(vocab_path)
     if vocab_path.is_file():
         tokenizer = Tokenizer.load(vocab_path)
     else:
@@ -393,6 +424,8 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrainError(f"device {cfg.device!r}: this torch sees no CUDA device; use --device cpu")
     dit, text = build_models(cfg, tokenizer, latent_channels)
+    if init is not None:
+        _start_from(dit, text, init, cfg.init_from)
     dit.to(dev)
     text.to(dev)
     painter = [p for n, p in dit.named_parameters() if n.startswith("paint.")]  # own rate (cfg.paint_lr), last group
