@@ -53,3 +53,13 @@ def test_builtin_is_small():
         model = CausalWanDiT(get_preset("builtin"))
     params = sum(p.numel() for p in model.parameters())
     assert params < 20_000_000
+
+
+def test_a_config_read_from_json_equals_the_preset_it_came_from():
+    """model.json stores tuples as lists; the config read back equals the one written
+    (train's init_from compares them field by field)."""
+    import dataclasses
+
+    cfg = get_preset("builtin").replace(abs_pos_tokens=(8, 8), layout_channels=4)
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    assert DiTConfig(**data) == cfg

@@ -104,6 +104,8 @@ class DiTConfig:
         if self.sink_frames is None:
             object.__setattr__(self, "sink_frames", self.frames_per_chunk)
         object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        if self.abs_pos_tokens is not None:  # a list when read from model.json
+            object.__setattr__(self, "abs_pos_tokens", tuple(int(n) for n in self.abs_pos_tokens))
         problems = []
         if len(self.patch_size) != 3 or self.patch_size[0] != 1:
             problems.append(f"patch_size must be (1, ph, pw) (one latent frame per token frame), got {self.patch_size}")
