@@ -43,6 +43,7 @@ from longtake.train.cast_readout import CastReadout
 from longtake.train.checkpoint import EMA, Clock, autocast, load_checkpoint, save_checkpoint, step_rng
 from longtake.train.config import TrainConfig, TrainError
 from longtake.train.data import LatentClips, split_maps, split_slots
+from longtake.train.finetune import init_model, start_from
 from longtake.train.plots import plot_losses
 from longtake.train.vae_stage import lr_at
 
@@ -61,33 +62,6 @@ def build_models(cfg: TrainConfig, tokenizer: Tokenizer, latent_channels: int) -
         raise TrainError(f"text encoder dim {tcfg.dim} != DiT text_dim {dcfg.text_dim}")
     torch.manual_seed(cfg.seed)
     return CausalWanDiT(dcfg), BuiltinTextEncoder(tcfg, tokenizer)
-
-
-def _init_model(folder: Path):
-    """The model a fine-tuning run starts from (``cfg.init_from``), or a one-line TrainError."""
-    from longtake.model.builtin import load_builtin
-    from longtake.model.errors import ModelError
-
-    try:
-        return load_builtin(folder)
-    except ModelError as err:
-        raise TrainError(f"init_from: {err}") from None
-
-
-def _start_from(dit: CausalWanDiT, text: BuiltinTextEncoder, init, where: str) -> None:
-    """Copy the weights of ``init`` (a loaded built-in model) into the run's fresh models; the
-    run's DiT and text settings must be the model's."""
-    want, got = dataclasses.asdict(init.dit.config), dataclasses.asdict(dit.config)
-    diff = sorted(k for k in want if want[k] != got.get(k))
-    if diff:
-        raise TrainError(f"init_from {where}: the run's DiT differs from the model's in {', '.join(diff)} "
-                         f"(model: {', '.join(f'{k}={want[k]!r}' for k in diff)}); set dit_preset/dit_changes to match")
-    twant, tgot = init.text_encoder.state_dict(), text.state_dict()
-    bad = sorted(k for k in twant if k not in tgot or tgot[k].shape != twant[k].shape) + sorted(k for k in tgot if k not in twant)
-    if bad:
-        raise TrainError(f"init_from {where}: the run's text encoder differs from the model's ({bad[0]}); set text_changes to match")
-    dit.load_state_dict(init.dit.state_dict())
-    text.load_state_dict(twant)
 
 
 def inference_sigmas(cfg: TrainConfig) -> torch.Tensor:
@@ -413,7 +387,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
     vocab_path = out / "vocab.json"
     init = None
     if cfg.init_from is not None and not (out / "ckpt.pt").is_file():  # a fine-tuning run's start
-        init = _init_model(Path(cfg.init_from))
+        init = init_model(Path(cfg.init_from))
         init.text_encoder.tokenizer.save(vocab_path)
     if vocab_path.is_file():
         tokenizer = Tokenizer.load(vocab_path)
@@ -425,7 +399,7 @@ def train_dit(run: Path, cfg: TrainConfig, clips: LatentClips, latent_channels: 
         raise TrainError(f"device {cfg.device!r}: this torch sees no CUDA device; use --device cpu")
     dit, text = build_models(cfg, tokenizer, latent_channels)
     if init is not None:
-        _start_from(dit, text, init, cfg.init_from)
+        start_from(dit, text, init, cfg.init_from)
     dit.to(dev)
     text.to(dev)
     painter = [p for n, p in dit.named_parameters() if n.startswith("paint.")]  # own rate (cfg.paint_lr), last group

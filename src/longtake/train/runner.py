@@ -67,25 +67,6 @@ def _check_run(run: Path, cfg: TrainConfig) -> None:
         write_text_atomic(path, json.dumps(cfg.to_dict(), indent=1))
 
 
-def _copy_init_vae(run: Path, init: Path) -> None:
-    """A fine-tuning run (``init_from``) takes the model's VAE as its own, once."""
-    import shutil
-
-    from longtake.model.builtin import _require_folder
-    from longtake.model.errors import ModelError
-
-    try:
-        _require_folder(init)
-    except ModelError as err:
-        raise TrainError(f"init_from: {err}") from None
-    target = run / "vae" / "vae.safetensors"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(init / "vae.safetensors", tmp)
-        tmp.replace(target)
-
-
 class _Timing:
     def __init__(self, run: Path) -> None:
         self.path = run / "timing.json"
@@ -128,7 +109,9 @@ def train(run: str | Path, cfg: TrainConfig, *, on_event: Callable[[TrainEvent],
         return stop_after == stage
 
     if cfg.init_from is not None:
-        _copy_init_vae(run, Path(cfg.init_from))
+        from longtake.train.finetune import copy_init_vae
+
+        copy_init_vae(run, Path(cfg.init_from))
     shards = run / "data" / "vae_shards"
     vae_done = (run / "vae" / "vae.safetensors").is_file()  # the frame shards only feed the VAE
     if not vae_done and not (shards / "index.json").is_file():
