@@ -122,7 +122,7 @@ def _sha256(path: Path) -> str:
 
 def weights_hashes(folder: str | Path | None = None) -> dict[str, str]:
     """sha256 of every file of a complete folder: relative path -> hex digest."""
-    root = _require_folder(folder)
+    root = require_folder(folder)
     return {name: _sha256(root / name) for name in FILES}
 
 
@@ -132,7 +132,7 @@ def weights_digest(weights: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def _require_folder(folder: str | Path | None) -> Path:
+def require_folder(folder: str | Path | None) -> Path:
     """The folder to read, or a one-line error naming what is missing and what to do."""
     if folder is None:
         root = shipped_folder()
@@ -304,7 +304,7 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
     folder or file, a bad ``model.json``, or weights whose keys or shapes do not match;
     :class:`BuiltinWeightsMissing` when the shipped folder has no weights yet.
     """
-    root = _require_folder(folder)
+    root = require_folder(folder)
     meta = _read_meta(root / MODEL_JSON)
     config = config_from_dict(DiTConfig, meta["dit"], ModelError)
     dit = _load_dit(root / DIT_FILE, config, device)

@@ -46,11 +46,11 @@ def start_from(dit: CausalWanDiT, text: BuiltinTextEncoder, init, where: str) ->
 
 def copy_init_vae(run: Path, init: Path) -> None:
     """A fine-tuning run (``init_from``) takes the model's VAE as its own, once."""
-    from longtake.model.builtin import _require_folder
+    from longtake.model.builtin import require_folder
     from longtake.model.errors import ModelError
 
     try:
-        _require_folder(init)
+        require_folder(init)
     except ModelError as err:
         raise TrainError(f"init_from: {err}") from None
     target = run / "vae" / "vae.safetensors"
