@@ -371,6 +371,38 @@ def test_memory_clip_takes_earlier_shots_that_show_the_same_entities(tmp_path):
         clips.memory_clip(rng, 3, 2)
 
 
+def test_cut_clip_is_a_cut_chunk_after_memory_of_its_entities(tmp_path):
+    """[memory | a shot's first chunk]: the chunk is a cut with enough chunks before it, the
+    memory frames are first frames of earlier chunks that show its entities, in time order."""
+    import numpy as np
+
+    from longtake.train.data import LatentClips
+
+    _fake_latents(tmp_path, [(4, ["ann"], "kitchen"), (4, ["bob"], "park"), (5, ["ann"], "kitchen")])
+    clips = LatentClips(tmp_path, latent_frames=3)
+    rng = np.random.default_rng(1)
+    cuts = set()
+    for _ in range(30):
+        x, prompts = clips.cut_clip(rng, 3)
+        frames = x[0, :, 0, 0].long().tolist()
+        assert len(frames) == 3 + 3 and len(prompts) == 2
+        mem, s = frames[:3], frames[3] // 3
+        assert s in (4, 8) and frames[3:] == [3 * s, 3 * s + 1, 3 * s + 2]
+        cuts.add(s)
+        assert all(m % 3 == 0 and m // 3 < s for m in mem) and mem == sorted(mem)
+        if s == 8:  # ann in the kitchen: her earlier chunks, not bob's
+            assert all(m // 3 < 4 for m in mem)
+        assert prompts == [f"chunk {mem[0] // 3}", f"chunk {s}"]
+    assert cuts == {4, 8}
+    xb, pb = clips.cut_batch(rng, 4, 3)
+    assert xb.shape[:3] == (4, 2, 6) and len(pb) == 4
+    with pytest.raises(TrainError, match="multiple"):
+        clips.cut_clip(rng, 2)
+    _fake_latents(tmp_path, [(2, ["ann"], "kitchen"), (4, ["bob"], "park")])  # a cut after 2 chunks only
+    with pytest.raises(TrainError, match="cut clip"):
+        LatentClips(tmp_path, latent_frames=3).cut_clip(rng, 3)
+
+
 def test_memory_batch_trains(tmp_path):
     """A forcing step with memory clips runs and gives a finite loss with gradients in the DiT."""
     import numpy as np
@@ -388,6 +420,15 @@ def test_memory_batch_trains(tmp_path):
     loss.backward()
     assert np.isfinite(metrics["forcing"]) and metrics["forcing"] > 0 and "attr" not in metrics
     assert dit.pos_embed.grad is not None and dit.pos_embed.grad.abs().sum() > 0
+    # cut clips alone (no memory clips) give a different, finite loss from the same draws
+    dit.zero_grad()
+    loss_cut, m_cut = forcing_loss(dit, text, clips, cfg.replace(memory_batch=0, cut_batch=2), np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
+    loss_none, m_none = forcing_loss(dit, text, clips, cfg.replace(memory_batch=0), np.random.default_rng(0), torch.Generator().manual_seed(0), 1)
+    loss_cut.backward()
+    assert np.isfinite(m_cut["forcing"]) and m_cut["forcing"] != m_none["forcing"]
+    assert dit.pos_embed.grad.abs().sum() > 0
+    with pytest.raises(TrainError, match="cut_batch"):
+        cfg.replace(cut_batch=-1)
 
 
 def test_euler_sampler_sets_the_schedule_rollouts_and_export(tmp_path):

@@ -74,6 +74,9 @@ class TrainConfig:
     # (LatentClips.memory_clip), as a memory mode renders after a cut. 0 = off.
     memory_batch: int = 0
     memory_frames: int = 3
+    # clips [memory frames | a shot's first chunk] (LatentClips.cut_clip): the first chunk after
+    # a cut, which a memory mode makes from memory alone (the cut forgets sink and window). 0 = off.
+    cut_batch: int = 0
     # probability that a training prompt is replaced by the empty one, so the model also
     # learns the unconditional prediction that classifier-free guidance needs
     text_dropout: float = 0.1
@@ -152,8 +155,9 @@ class TrainConfig:
         for name in ("forcing_steps", "rollout_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.memory_batch < 0 or self.memory_frames < 1:
-            problems.append(f"memory_batch must be >= 0 and memory_frames >= 1, got {self.memory_batch}, {self.memory_frames}")
+        if self.memory_batch < 0 or self.cut_batch < 0 or self.memory_frames < 1:
+            problems.append(f"memory_batch and cut_batch must be >= 0 and memory_frames >= 1, got {self.memory_batch}, {self.cut_batch}, "
+                            f"{self.memory_frames}")
         if self.sampler not in ("few_step", "euler"):
             problems.append(f"sampler must be few_step or euler, got {self.sampler!r}")
         if not self.sample_shift > 0 or not self.sigma_shift > 0:

@@ -295,7 +295,8 @@ def _context_sigmas(rng, shape: tuple[int, int], cfg: TrainConfig, always_clean:
 def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips, cfg: TrainConfig, rng, gen, batch: int,
                  readout: AttributeReadout | None = None, cast: CastReadout | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Diffusion-forcing loss of one batch of clips, plus ``cfg.solo_batch`` single chunks
-    made from text alone and ``cfg.memory_batch`` clips with memory frames -> (loss,
+    made from text alone, ``cfg.memory_batch`` clips with memory frames and ``cfg.cut_batch``
+    first chunks after a cut with memory frames -> (loss,
     metrics): the mean error over all noisy frames (``forcing``), plus ``cfg.attr_weight``
     times the attribute readout's mean cross-entropy (``attr``) when ``readout`` is given, plus
     ``cfg.cast_weight`` times the cast readout's (``cast``; ``train.cast_readout``) on the
@@ -316,6 +317,13 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         fixed = 1 + cfg.memory_frames // f
         gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
         more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
+        sums = tuple(a + b for a, b in zip(sums, more))
+    if cfg.cut_batch > 0:
+        # [memory frames | a shot's first chunk]: what the first chunk after a cut sees in a memory mode
+        xc, pc = clips.cut_batch(rng, cfg.cut_batch, cfg.memory_frames)  # (N, C, Mf + F, H, W)
+        groups = cfg.memory_frames // f
+        gs = _context_sigmas(rng, (xc.shape[0], groups + 1), cfg, always_clean=groups)
+        more = _noisy_error(dit, text, xc, pc, gs, cfg, rng, gen, wc, readout, cast, sink_frames=cfg.memory_frames)
         sums = tuple(a + b for a, b in zip(sums, more))
     total, count, ce, n, cast_ce, cast_n, cast_right, paint_sum, paint_n = sums
     loss = total / count.clamp_min(1.0)
