@@ -311,20 +311,16 @@ def forcing_loss(dit: CausalWanDiT, text: BuiltinTextEncoder, clips: LatentClips
         xs, ps = clips.solo(rng, cfg.solo_batch)  # (S, C, F, H, W)
         more = _noisy_error(dit, text, xs, [[p] for p in ps], sample_sigma(rng, (xs.shape[0], 1), cfg), cfg, rng, gen, wc, readout, cast)
         sums = tuple(a + b for a, b in zip(sums, more))
-    if cfg.memory_batch > 0:
-        # [shot sink | memory frames | chunks]: sink and memory clean (as a render holds them)
-        xm, pm = clips.memory_batch(rng, cfg.memory_batch, k - 1, cfg.memory_frames)  # (M, C, F + Mf + (K-1)F, H, W)
-        fixed = 1 + cfg.memory_frames // f
-        gs = _context_sigmas(rng, (xm.shape[0], fixed + k - 1), cfg, always_clean=fixed)
-        more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=f + cfg.memory_frames)
-        sums = tuple(a + b for a, b in zip(sums, more))
-    if cfg.cut_batch > 0:
-        # [memory frames | a shot's first chunk]: what the first chunk after a cut sees in a memory mode
-        xc, pc = clips.cut_batch(rng, cfg.cut_batch, cfg.memory_frames)  # (N, C, Mf + F, H, W)
-        groups = cfg.memory_frames // f
-        gs = _context_sigmas(rng, (xc.shape[0], groups + 1), cfg, always_clean=groups)
-        more = _noisy_error(dit, text, xc, pc, gs, cfg, rng, gen, wc, readout, cast, sink_frames=cfg.memory_frames)
-        sums = tuple(a + b for a, b in zip(sums, more))
+    # memory clips [shot sink | memory | chunks] and cut clips [memory | a shot's first chunk]: the
+    # prefix (sink, memory) clean, as a render holds it, and seen by every chunk
+    prefixed = ((cfg.memory_batch, lambda m: clips.memory_batch(rng, m, k - 1, cfg.memory_frames), f + cfg.memory_frames),
+                (cfg.cut_batch, lambda m: clips.cut_batch(rng, m, cfg.memory_frames), cfg.memory_frames))
+    for n_clips, draw, prefix in prefixed:
+        if n_clips > 0:
+            xm, pm = draw(n_clips)  # (M, C, prefix + chunks * F, H, W)
+            gs = _context_sigmas(rng, (xm.shape[0], xm.shape[2] // f), cfg, always_clean=prefix // f)
+            more = _noisy_error(dit, text, xm, pm, gs, cfg, rng, gen, wc, readout, cast, sink_frames=prefix)
+            sums = tuple(a + b for a, b in zip(sums, more))
     total, count, ce, n, cast_ce, cast_n, cast_right, paint_sum, paint_n = sums
     loss = total / count.clamp_min(1.0)
     metrics = {"forcing": float(loss.detach())}
