@@ -51,6 +51,13 @@ class MemoryClips:
         order = np.lexsort((rng.random(len(earlier)), -overlap))  # most overlap first, random ties
         return sorted(int(c) for c in earlier[order[:memory_frames]])
 
+    def _memory_segment(self, story: LatentStory, mem: list[int]) -> tuple[list[torch.Tensor], list[str]]:
+        """The first latent frame of each chunk in ``mem`` (F_i, C, H, W) and one prompt per group
+        of F memory frames: its first frame's chunk's (as a render writes a prototype)."""
+        f = self.latent_frames
+        frames = [story.latents[c * f : c * f + 1].float() for c in mem]
+        return frames, [story.chunks[mem[g * f]]["prompt"] for g in range(len(mem) // f)]
+
     def _check_memory_frames(self, memory_frames: int) -> None:
         if memory_frames % self.latent_frames:
             raise TrainError(f"memory_frames ({memory_frames}) must be a multiple of the chunk's {self.latent_frames} latent frames")
@@ -82,12 +89,10 @@ class MemoryClips:
         story, (s, j) = self._story_with(rng, pick, "a shot long enough after enough earlier chunks for a memory clip")
         meta = story.chunks
         mem = self._memory_frames(rng, story, s, range(j, j + chunks), memory_frames)
-        parts = [story.latents[s * f : (s + 1) * f].float()]
-        parts += [story.latents[c * f : c * f + 1].float() for c in mem]
-        parts += [story.latents[c * f : (c + 1) * f].float() for c in range(j, j + chunks)]
-        lat = torch.cat(parts)  # (F + M + chunks*F, C, H, W)
-        groups = memory_frames // f
-        prompts = [meta[s]["prompt"], *[meta[mem[g * f]]["prompt"] for g in range(groups)], *[meta[c]["prompt"] for c in range(j, j + chunks)]]
+        frames, mem_prompts = self._memory_segment(story, mem)
+        lat = torch.cat([story.latents[s * f : (s + 1) * f].float(), *frames,
+                         *(story.latents[c * f : (c + 1) * f].float() for c in range(j, j + chunks))])  # (F + M + chunks*F, C, H, W)
+        prompts = [meta[s]["prompt"], *mem_prompts, *[meta[c]["prompt"] for c in range(j, j + chunks)]]
         return rearrange(lat, "f c h w -> c f h w"), prompts
 
     def cut_clip(self, rng: np.random.Generator, memory_frames: int) -> tuple[torch.Tensor, list[str]]:
@@ -107,11 +112,10 @@ class MemoryClips:
             return [c for c in range(memory_frames, len(meta)) if meta[c].get("cut")]
 
         story, s = self._story_with(rng, pick, f"a cut after at least {memory_frames} chunks for a cut clip")
-        meta = story.chunks
         mem = self._memory_frames(rng, story, s, range(s, s + 1), memory_frames)
-        lat = torch.cat([*(story.latents[c * f : c * f + 1].float() for c in mem), story.latents[s * f : (s + 1) * f].float()])
-        groups = memory_frames // f
-        prompts = [*[meta[mem[g * f]]["prompt"] for g in range(groups)], meta[s]["prompt"]]
+        frames, mem_prompts = self._memory_segment(story, mem)
+        lat = torch.cat([*frames, story.latents[s * f : (s + 1) * f].float()])  # (M + F, C, H, W)
+        prompts = [*mem_prompts, story.chunks[s]["prompt"]]
         return rearrange(lat, "f c h w -> c f h w"), prompts
 
     def cut_batch(self, rng: np.random.Generator, batch: int, memory_frames: int) -> tuple[torch.Tensor, list[list[str]]]:
