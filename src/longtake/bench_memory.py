@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from longtake.errors import LongtakeError
-from longtake.eval.memory_bench import plan_story, score_story, summarise
+from longtake.eval.memory_bench import plan_story, score_story
+from longtake.eval.memory_bench_stats import summary_rows
 from longtake.eval.metrics_probes import IDENTITY_THRESHOLD
 from longtake.script.schema import Story
 from longtake.world.bench_set import BENCH_NAME, MIN_RETURN_GAP
@@ -77,7 +78,8 @@ def run_memory_bench(
     """Render ``stories`` with each generator (mode -> generator) and score every video.
 
     Returns plain data: ``rows`` (mode or :data:`TRUTH` -> the summary of
-    :func:`~longtake.eval.memory_bench.summarise` plus ``frames``, ``seconds``, ``fps`` and
+    :func:`~longtake.eval.memory_bench.summarise` with the intervals and paired differences of
+    :mod:`~longtake.eval.memory_bench_stats`, plus ``frames``, ``seconds``, ``fps`` and
     ``slowdown_vs_sink_pct``), ``stories`` (per story, per row, the cases and their scores)
     and the settings. ``name``: what the stories are (the table's title).
     """
@@ -152,18 +154,6 @@ def run_memory_bench(
                           "chunks": len(timeline), "frames_read": len(want), "scores": scores})
         log.info("story %d/%d (%s): %d returns, %d revisits", k + 1, len(stories), story.title, len(plan.returns), len(plan.revisits))
 
-    summary: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        s = summarise([st["scores"][row] for st in per_story])
-        fps = frames_made[row] / seconds[row] if seconds[row] > 0 else None
-        summary[row] = s | {"frames": frames_made[row], "seconds": seconds[row], "fps": fps}
-        if row in attended:
-            summary[row]["attended_tokens_max"] = attended[row]
-    sink = summary.get("sink", {}).get("fps")
-    for row in modes:
-        fps = summary[row]["fps"]
-        summary[row]["slowdown_vs_sink_pct"] = (100.0 * (sink / fps - 1.0)) if sink and fps else None
-    summary[TRUTH]["slowdown_vs_sink_pct"] = None
     return {
         "bench": name,
         "num_stories": len(stories),
@@ -173,7 +163,7 @@ def run_memory_bench(
         "identity_threshold": threshold,
         "settings": dict(settings or {}),
         "generators": {m: _info(g) for m, g in generators.items()},
-        "rows": summary,
+        "rows": summary_rows(per_story, rows, modes, frames_made, seconds, attended),
         "stories": per_story,
     }
 

@@ -30,9 +30,10 @@ def bench_callback() -> None:
 def memory_cmd(
     more_modes: Annotated[list[str] | None, typer.Argument(metavar="MODE", help="More memory modes (so that `--memory none sink nam` works).", show_default=False)] = None,
     memory: Annotated[list[str] | None, typer.Option("--memory", help="Memory modes to compare: none sink nam nam+sma entity (default: all five; repeat, list after it, or comma-separate).", show_default=False)] = None,
-    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (the first N; 60 s each; ignored with --story).")] = 10,
+    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (N from --first on; 60 s each; ignored with --story).")] = 10,
+    first: Annotated[int, typer.Option("--first", help="Index of the first storyworld-bench story (0-49): another subset, e.g. to run two halves at once and --merge them.")] = 0,
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder (default: the shipped weights).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Render seed of the first story (story i uses seed + i, in every mode).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Render seed of the first bench story (storyworld-bench story i uses seed + i, in every mode).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write memory_bench.json, memory_bench.md and memory_bench.png here.")] = None,
     probes: Annotated[Path | None, typer.Option("--probes", help="Folder of StoryWorld probes (default: the ones shipped).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Where the model runs: cpu (default), cuda, ...")] = None,
@@ -41,14 +42,20 @@ def memory_cmd(
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
     entity_figures: Annotated[bool, typer.Option("--entity-figures", help="Entity mode keeps and composites each character's first figure (MemoryConfig.entity_figures, docs/memory.md).")] = False,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
+    merge: Annotated[list[Path] | None, typer.Option("--merge", help="Render nothing: merge these memory_bench.json files of disjoint runs (--first) into one table (repeat).", show_default=False)] = None,
 ) -> None:
     """Render storyworld-bench with every memory mode side by side; one table of returns, revisits, alignment and speed."""
+    if merge:
+        _show(_merged(merge), out_dir)
+        return
     from longtake.bench_memory import MODES, TRUTH, BenchProgress, check_modes, run_memory_bench
-    from longtake.world.bench_set import MIN_RETURN_GAP
+    from longtake.world.bench_set import BENCH_SIZE, MIN_RETURN_GAP
 
     modes = check_modes([m.strip() for v in [*(memory or []), *(more_modes or [])] for m in v.split(",") if m.strip()] or list(MODES))
     if stories < 1:
         raise fail([f"--stories {stories}: expected at least 1"])
+    if first < 0 or (not story_files and first + stories > BENCH_SIZE):
+        raise fail([f"--first {first} --stories {stories}: expected 0 <= first and first + stories <= {BENCH_SIZE} (storyworld-bench has {BENCH_SIZE} stories)"])
     if weights is not None and not weights.is_dir():
         raise fail([f"--weights {weights}: no such folder; expected a built-in model folder (docs/models.md)"])
     if min_return_gap is not None and min_return_gap <= 0:
@@ -69,7 +76,7 @@ def memory_cmd(
     else:
         from longtake.world.bench_set import make_bench
 
-        chosen = [item.story for item in make_bench(stories)]
+        chosen = [item.story for item in make_bench(first + stories)[first:]]
     if entity_figures and "entity" not in modes:
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity") for m in modes}  # type: ignore[arg-type]
@@ -82,18 +89,49 @@ def memory_cmd(
         def progress(p: BenchProgress) -> None:
             bar.update(tasks[p.row], completed=p.chunks_done, total=p.chunks_total, story=f"{p.story + 1}/{p.stories}")
 
-        result = run_memory_bench(chosen, generators, probe_set, seed=seed, on_progress=progress,
+        result = run_memory_bench(chosen, generators, probe_set, seed=seed + (0 if story_files else first), on_progress=progress,
                                   name="custom stories" if story_files else "storyworld-bench",
                                   min_return_gap=MIN_RETURN_GAP if min_return_gap is None else min_return_gap,
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
-                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench"})
-    from longtake.eval.memory_bench_report import table, title, write_outputs
+                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
+                                            "first": 0 if story_files else first})
+    _show(result, out_dir)
+
+
+def _merged(paths: list[Path]) -> dict:
+    """The bench results in ``paths`` merged into one (bad files: one line, exit 2)."""
+    import json
+
+    from longtake.eval.memory_bench_stats import MergeError, merge_results
+
+    results = []
+    for p in paths:
+        try:
+            data = json.loads(p.read_text())
+        except OSError as e:
+            raise fail([f"--merge {p}: cannot read it ({e.strerror or e}); expected a memory_bench.json of `longtake bench memory --out`"]) from None
+        except json.JSONDecodeError as e:
+            raise fail([f"--merge {p}: not JSON (line {e.lineno}: {e.msg}); expected a memory_bench.json of `longtake bench memory --out`"]) from None
+        if not isinstance(data, dict) or not {"rows", "stories", "modes"} <= set(data):
+            raise fail([f"--merge {p}: not a memory bench result (no rows, stories and modes); expected a memory_bench.json of `longtake bench memory --out`"])
+        results.append(data)
+    try:
+        return merge_results(results)
+    except MergeError as e:
+        raise fail([f"--merge: {e}"]) from None
+
+
+def _show(result: dict, out_dir: Path | None) -> None:
+    """Print the table (and the paired differences) and write the files."""
+    from longtake.eval.memory_bench_report import paired_lines, table, title, write_outputs
 
     headers, body = table(result, compact=True)
     t = Table(*headers, title=title(result), title_justify="left")
     for row in body:
         t.add_row(*row)
     out.print(t)
+    for line in paired_lines(result):
+        out.print(line, highlight=False)
     if out_dir is not None:
         for p in write_outputs(result, out_dir):
             out.print(f"[green]wrote[/green] {p}", highlight=False)

@@ -29,11 +29,36 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
+def _pct_ci(v: float | None, ci: Any) -> str:
+    """A share with its 95% interval: ``51% [38-64]`` (no interval when there is none)."""
+    if v is None or not ci:
+        return _pct(v)
+    return f"{100 * v:.0f}% [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]"
+
+
+def _points(d: Mapping[str, Any], *, percent: bool = True) -> str:
+    """A paired difference: ``+12 pts [-5, +30] (n=7)`` (``percent``: a share, else ``+0.041 [...]``)."""
+    if d.get("diff") is None:
+        return "no shared case"
+    ci = d.get("ci")
+    if percent:
+        band = f" [{100 * ci[0]:+.0f}, {100 * ci[1]:+.0f}]" if ci else ""
+        return f"{100 * d['diff']:+.0f} pts{band} (n={d['n']})"
+    band = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+    return f"{d['diff']:+.3f}{band} (n={d['n']})"
+
+
 def title(result: Mapping[str, Any]) -> str:
     rows = result["rows"]
     any_row = next(iter(rows.values()))
+    settings = result.get("settings") or {}
+    which = ""
+    if settings.get("merged_from"):
+        which = " (merged: " + ", ".join(f"{m['stories']} from story {m['first'] or 0}" for m in settings["merged_from"]) + ")"
+    elif settings.get("first"):
+        which = f" (stories {settings['first']}-{settings['first'] + result['num_stories'] - 1})"
     return (f"longtake bench memory: {result['bench']}, {result['num_stories']} "
-            f"{'story' if result['num_stories'] == 1 else 'stories'}, seed {result['seed']}; "
+            f"{'story' if result['num_stories'] == 1 else 'stories'}{which}, seed {result['seed']}; "
             f"{any_row['returns']} returns (absence >= {result['min_return_gap_s']:g} s), "
             f"{any_row['revisits']} revisits; identity threshold {result['identity_threshold']:g}")
 
@@ -46,7 +71,7 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
     thr = result["identity_threshold"]
     seg_headers = [f"align s1-s{nseg}"] if compact else [f"align s{k + 1}" for k in range(nseg)]
     headers = ["mode", "returns found", "identity", f"identity >= {thr:g}", "attributes =", "hidden =",
-               "location = (right)", "background", *seg_headers, "fps", "vs sink"]
+               "hidden = (all returns)", "location = (right)", "background", *seg_headers, "fps", "vs sink"]
     out = []
     for name in [*result["modes"], TRUTH]:
         r = rows[name]
@@ -56,10 +81,11 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
             TRUTH_LABEL if name == TRUTH else name,
             f"{r['returns_found']}/{r['returns']}",
             _num(r["identity"]),
-            _pct(r["identity_pass"]),
-            _pct(r["attributes_equal"]),
-            _pct(r["hidden_equal"]),
-            f"{_pct(r['location_consistent'])} ({_pct(r['location_right'])})",
+            _pct_ci(r["identity_pass"], r.get("identity_pass_ci")),
+            _pct_ci(r["attributes_equal"], r.get("attributes_equal_ci")),
+            _pct_ci(r["hidden_equal"], r.get("hidden_equal_ci")),
+            _pct_ci(r.get("hidden_equal_all"), r.get("hidden_equal_all_ci")),
+            f"{_pct_ci(r['location_consistent'], r.get('location_consistent_ci'))} ({_pct(r['location_right'])})",
             _num(r["background"]),
             *([" ".join(_num(v, 2) for v in seg)] if compact else [_num(v) for v in seg]),
             _num(r["fps"], 1),
@@ -68,14 +94,32 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
     return headers, out
 
 
+def paired_lines(result: Mapping[str, Any]) -> list[str]:
+    """One line per mode against sink-only on the same cases (the returns both found, every revisit)."""
+    lines = []
+    for name in result["modes"]:
+        p = result["rows"][name].get("paired_vs_sink")
+        if not p:
+            continue
+        lines.append(f"{name} - sink: hidden = {_points(p['hidden_equal'])}; attributes = {_points(p['attributes_equal'])}; "
+                     f"identity {_points(p['identity'], percent=False)}; location = on revisits {_points(p['location_consistent'])}")
+    return lines
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     headers, rows = table(result)
     lines = [f"**{title(result)}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    paired = paired_lines(result)
+    if paired:
+        lines += ["", "Paired against sink-only on the same cases (mean difference [95% bootstrap interval] (cases)):", ""]
+        lines += [f"- {p}" for p in paired]
     lines += ["", "Columns (docs/memory.md, \"Benchmark\"): returns found = returns where the probes found the character "
               "on both sides / returns judged; identity = mean cosine similarity of the identity embeddings (return vs "
               "first appearance); identity >= t = share of returns at or above the threshold (not found counts as below); "
-              "attributes / hidden = share of captioned-attribute / hidden-detail readings equal on both sides; "
+              "attributes / hidden = share of captioned-attribute / hidden-detail readings equal on both sides, over the "
+              "returns found; hidden = (all returns) = the same over every return, one not found counting as 0; "
+              "[a-b] = 95% interval (Wilson for shares of cases, bootstrap over returns for means); "
               "location = share of revisits where the location probe reads the same as on the first visit (right: reads "
               "the script's location on the revisit); background = "
               "similarity of revisit and first-visit frames outside character boxes; align sK = alignment probe score of "

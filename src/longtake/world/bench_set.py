@@ -39,6 +39,8 @@ BENCH_SECONDS = 60.0
 SEGMENT_SECONDS = 10.0
 MIN_RETURN_GAP = 15.0
 SEED_STRIDE = 100_000
+#: Stories in storyworld-bench (benchmarks/storyworld-bench/story_000 ... story_049).
+BENCH_SIZE = 50
 #: Sampler settings of every benchmark story (besides seed, duration and split).
 BENCH_SAMPLER: dict[str, Any] = {
     "segment_seconds": SEGMENT_SECONDS,
@@ -82,7 +84,7 @@ def protocol_problems(story: Story) -> list[str]:
     return problems
 
 
-def make_bench(n: int = 50, seed: int = 0) -> list[BenchStory]:
+def make_bench(n: int = BENCH_SIZE, seed: int = 0) -> list[BenchStory]:
     """The first ``n`` qualifying held-out stories among seeds ``seed*SEED_STRIDE + k``."""
     if n < 1 or n > SEED_STRIDE // 10:
         raise WorldError(f"n={n} out of range; expected 1 <= n <= {SEED_STRIDE // 10}")
