@@ -72,12 +72,12 @@ def tiny_folder(tmp_path_factory) -> Path:
 def test_bench_memory_end_to_end_on_a_tiny_model(tiny_folder, probes, tmp_path, monkeypatch):
     from longtake.cli_common import out as console
 
-    monkeypatch.setattr(console, "_width", 250)  # the whole table on one line per row
+    monkeypatch.setattr(console, "_width", 400)  # the whole table on one line per row
     path = tmp_path / "story.json"
     path.write_text(story_with_return(size=64, seconds=1.0).model_dump_json())
     out = tmp_path / "out"
     r = runner.invoke(app, ["bench", "memory", "--memory", "none", "sink", "nam", "nam+sma", "entity", "--weights", str(tiny_folder),
-                            "--story", str(path), "--min-return-gap", "0.5", "--seed", "3", "--out", str(out)], terminal_width=250)
+                            "--story", str(path), "--min-return-gap", "0.5", "--seed", "3", "--out", str(out)], terminal_width=400)
     assert r.exit_code == 0, r.output
     for label in (*MODES, "ground truth (StoryWorld renderer; ceiling)", "1 story"):
         assert label in r.output
@@ -92,6 +92,9 @@ def test_bench_memory_end_to_end_on_a_tiny_model(tiny_folder, probes, tmp_path, 
         assert row["frames"] == res["stories"][0]["num_frames"] and row["fps"] > 0
         assert row["returns"] == 1 and row["revisits"] == 1
     assert res["rows"]["sink"]["slowdown_vs_sink_pct"] == 0.0
+    assert res["rows"]["sink"]["retrieval"]["frames"] == 0 and res["rows"]["none"]["retrieval"]["shares"]["same_place"] is None
+    ent = res["rows"]["entity"]["retrieval"]  # entity memory retrieves by the planner's ids: the place's own frames
+    assert ent["frames"] > 0 and 0.0 < ent["shares"]["same_place"] <= 1.0
     md = (out / "memory_bench.md").read_text()
     assert all(f"| {m} |" in md for m in MODES) and "1 story" in md
     assert (out / "memory_bench.png").read_bytes()[:4] == b"\x89PNG"

@@ -160,3 +160,37 @@ def test_bad_merge_or_subset_is_one_line_and_exit_2(tmp_path, args, message):
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
+
+
+def test_retrieval_counts_what_memory_frames_show_in_all_chunks_and_at_cuts():
+    from types import SimpleNamespace
+
+    from longtake.bench_memory import RetrievalCount
+    from longtake.eval.memory_bench_stats import retrieval_shares
+
+    rc = RetrievalCount()
+    cut = SimpleNamespace(cut=True, location="park", characters=("mia",))
+    later = SimpleNamespace(cut=False, location="park", characters=())
+    rc.add(cut, [("park", ("park", "leo")), ("office", ("office", "mia")), ("office", ("office",))])
+    rc.add(later, [("park", ("park",))])
+    rc.add(later, [])
+    c = rc.counts
+    assert (c["frames"], c["same_place"], c["frames_with_cast"], c["same_character"]) == (4, 2, 3, 1)
+    assert (c["cut_frames"], c["cut_same_place"], c["cut_frames_with_cast"], c["cut_same_character"]) == (3, 1, 3, 1)
+    sh = retrieval_shares(c)
+    assert sh == {"same_place": 0.5, "same_character": pytest.approx(1 / 3), "cut_same_place": pytest.approx(1 / 3),
+                  "cut_same_character": pytest.approx(1 / 3)}
+    assert retrieval_shares(RetrievalCount().counts)["same_place"] is None  # no memory frames (sink, none)
+
+
+def test_merge_adds_retrieval_counts():
+    a, b = two_stories()
+    ra, rb = result([a]), result([b], first=1)
+    for r, n in ((ra, 3), (rb, 5)):
+        for m in MODES:
+            r["rows"][m]["retrieval"] = {"frames": n, "same_place": n - 1, "frames_with_cast": n, "same_character": 1,
+                                         "cut_frames": 1, "cut_same_place": 0, "cut_frames_with_cast": 1, "cut_same_character": 1,
+                                         "shares": {}}
+    merged = merge_results([ra, rb])["rows"]["entity"]["retrieval"]
+    assert merged["frames"] == 8 and merged["same_place"] == 6 and merged["shares"]["same_place"] == pytest.approx(6 / 8)
+    assert "retrieval" not in merge_results([result([a]), result([b], first=1)])["rows"]["entity"]  # older results: none

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,29 @@ class BenchProgress:
     chunks_total: int
     story: int
     stories: int
+
+
+@dataclass
+class RetrievalCount:
+    """What the memory modes put in attention: per installed memory frame, whether it shows the
+    chunk's location and, for chunks with characters on screen, one of them; in all chunks
+    and in the first chunk of each shot (``cut``: memory is all the context a memory mode
+    keeps there). Tags come from the planner (``MemoryGenerator.selected_tags``)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETRIEVAL_KEYS, 0))
+
+    def add(self, chunk: Any, tags: Sequence[tuple[str, Sequence[str]]]) -> None:
+        for prefix in ("", "cut_") if chunk.cut else ("",):
+            for location, entities in tags:
+                self.counts[prefix + "frames"] += 1
+                self.counts[prefix + "same_place"] += location == chunk.location
+                if chunk.characters:
+                    self.counts[prefix + "frames_with_cast"] += 1
+                    self.counts[prefix + "same_character"] += any(c in entities for c in chunk.characters)
+
+
+#: Counters of :class:`RetrievalCount` (summed over stories; merged runs add them).
+RETRIEVAL_KEYS = tuple(p + k for p in ("", "cut_") for k in ("frames", "same_place", "frames_with_cast", "same_character"))
 
 
 def check_modes(modes: Sequence[str]) -> list[str]:
@@ -102,6 +125,7 @@ def run_memory_bench(
     seconds = dict.fromkeys(rows, 0.0)
     frames_made = dict.fromkeys(rows, 0)
     attended: dict[str, int] = dict.fromkeys(modes, 0)
+    retrieval = {m: RetrievalCount() for m in modes}
     per_story: list[dict[str, Any]] = []
 
     def tick(row: str, k: int) -> None:
@@ -141,6 +165,7 @@ def run_memory_bench(
                 seconds[m] += time.perf_counter() - t0
                 frames_made[m] += fc.frames.shape[0]
                 attended[m] = max(attended[m], int(getattr(generators[m], "attended_tokens", 0) or 0))
+                retrieval[m].add(fc.chunk, getattr(generators[m], "selected_tags", ()))
                 a = fc.chunk.start_frame
                 for i in range(fc.frames.shape[0]):
                     if a + i in wanted:
@@ -163,7 +188,7 @@ def run_memory_bench(
         "identity_threshold": threshold,
         "settings": dict(settings or {}),
         "generators": {m: _info(g) for m, g in generators.items()},
-        "rows": summary_rows(per_story, rows, modes, frames_made, seconds, attended),
+        "rows": summary_rows(per_story, rows, modes, frames_made, seconds, attended, {m: retrieval[m].counts for m in modes}),
         "stories": per_story,
     }
 

@@ -36,6 +36,15 @@ def _pct_ci(v: float | None, ci: Any) -> str:
     return f"{100 * v:.0f}% [{100 * ci[0]:.0f}-{100 * ci[1]:.0f}]"
 
 
+def _retrieval(r: Mapping[str, Any] | None) -> str:
+    """``62% / 40% (55% / 30%)``: memory frames showing the chunk's place / one of its characters, then at cuts."""
+    sh = (r or {}).get("shares") or {}
+    if sh.get("same_place") is None:
+        return "-"
+    return (f"{_pct(sh['same_place'])} / {_pct(sh.get('same_character'))} "
+            f"({_pct(sh.get('cut_same_place'))} / {_pct(sh.get('cut_same_character'))})")
+
+
 def _points(d: Mapping[str, Any], *, percent: bool = True) -> str:
     """A paired difference: ``+12 pts [-5, +30] (n=7)`` (``percent``: a share, else ``+0.041 [...]``)."""
     if d.get("diff") is None:
@@ -71,7 +80,7 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
     thr = result["identity_threshold"]
     seg_headers = [f"align s1-s{nseg}"] if compact else [f"align s{k + 1}" for k in range(nseg)]
     headers = ["mode", "returns found", "identity", f"identity >= {thr:g}", "attributes =", "hidden =",
-               "hidden = (all returns)", "location = (right)", "background", *seg_headers, "fps", "vs sink"]
+               "hidden = (all returns)", "memory: place / cast (at cuts)", "location = (right)", "background", *seg_headers, "fps", "vs sink"]
     out = []
     for name in [*result["modes"], TRUTH]:
         r = rows[name]
@@ -85,6 +94,7 @@ def table(result: Mapping[str, Any], *, compact: bool = False) -> tuple[list[str
             _pct_ci(r["attributes_equal"], r.get("attributes_equal_ci")),
             _pct_ci(r["hidden_equal"], r.get("hidden_equal_ci")),
             _pct_ci(r.get("hidden_equal_all"), r.get("hidden_equal_all_ci")),
+            _retrieval(r.get("retrieval")),
             f"{_pct_ci(r['location_consistent'], r.get('location_consistent_ci'))} ({_pct(r['location_right'])})",
             _num(r["background"]),
             *([" ".join(_num(v, 2) for v in seg)] if compact else [_num(v) for v in seg]),
@@ -119,6 +129,8 @@ def markdown(result: Mapping[str, Any]) -> str:
               "first appearance); identity >= t = share of returns at or above the threshold (not found counts as below); "
               "attributes / hidden = share of captioned-attribute / hidden-detail readings equal on both sides, over the "
               "returns found; hidden = (all returns) = the same over every return, one not found counting as 0; "
+              "memory: place / cast = share of the memory frames put in attention that show the chunk's location / "
+              "one of its characters on screen (planner tags), over all chunks and (in brackets) at shot starts; "
               "[a-b] = 95% interval (Wilson for shares of cases, bootstrap over returns for means); "
               "location = share of revisits where the location probe reads the same as on the first visit (right: reads "
               "the script's location on the revisit); background = "

@@ -108,10 +108,23 @@ def paired(stories: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str
             "identity": measure(both, "similarity"), "location_consistent": measure(revs, "consistent")}
 
 
+def retrieval_shares(counts: Mapping[str, int]) -> dict[str, float | None]:
+    """Shares of installed memory frames that show the chunk's place / one of its characters,
+    in all chunks and at shot starts (``cut_``), from :class:`~longtake.bench_memory.RetrievalCount` counts."""
+    out: dict[str, float | None] = {}
+    for p in ("", "cut_"):
+        n, nc = counts.get(p + "frames", 0), counts.get(p + "frames_with_cast", 0)
+        out[p + "same_place"] = counts.get(p + "same_place", 0) / n if n else None
+        out[p + "same_character"] = counts.get(p + "same_character", 0) / nc if nc else None
+    return out
+
+
 def summary_rows(per_story: Sequence[Mapping[str, Any]], rows: Sequence[str], modes: Sequence[str],
-                 frames: Mapping[str, int], seconds: Mapping[str, float], attended: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+                 frames: Mapping[str, int], seconds: Mapping[str, float], attended: Mapping[str, int],
+                 retrieval: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, dict[str, Any]]:
     """The table's rows (mode or :data:`TRUTH` -> numbers) from the per-story scores, the
-    frames and seconds each row took, and each mode's peak attended tokens."""
+    frames and seconds each row took, each mode's peak attended tokens and its retrieval
+    counts (what its memory frames showed; absent in results of older versions)."""
     summary: dict[str, dict[str, Any]] = {}
     for row in rows:
         scores = [st["scores"][row] for st in per_story]
@@ -120,6 +133,8 @@ def summary_rows(per_story: Sequence[Mapping[str, Any]], rows: Sequence[str], mo
         summary[row] = s | {"frames": frames[row], "seconds": seconds[row], "fps": fps}
         if row in attended:
             summary[row]["attended_tokens_max"] = attended[row]
+        if retrieval is not None and row in retrieval:
+            summary[row]["retrieval"] = dict(retrieval[row]) | {"shares": retrieval_shares(retrieval[row])}
     sink = summary.get("sink", {}).get("fps")
     ref = [st["scores"]["sink"] for st in per_story] if "sink" in modes else None
     for row in modes:
@@ -177,6 +192,10 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     frames = {row: sum(int(r["rows"][row]["frames"]) for r in results) for row in rows}
     seconds = {row: sum(float(r["rows"][row]["seconds"]) for r in results) for row in rows}
     attended = {m: max(int(r["rows"][m].get("attended_tokens_max", 0)) for r in results) for m in modes}
+    retrieval = None
+    if all("retrieval" in r["rows"][m] for r in results for m in modes):
+        retrieval = {m: {k: sum(int(r["rows"][m]["retrieval"].get(k, 0)) for r in results) for k in results[0]["rows"][m]["retrieval"]
+                         if k != "shares"} for m in modes}
     settings = dict(first.get("settings") or {})
     settings["merged_from"] = [{"first": (r.get("settings") or {}).get("first"), "seed": r["seed"], "stories": r["num_stories"],
                                 "settings": r.get("settings")} for r in results]
@@ -189,6 +208,6 @@ def merge_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "identity_threshold": first["identity_threshold"],
         "settings": settings,
         "generators": first["generators"],
-        "rows": summary_rows(stories, rows, modes, frames, seconds, attended),
+        "rows": summary_rows(stories, rows, modes, frames, seconds, attended, retrieval),
         "stories": stories,
     }

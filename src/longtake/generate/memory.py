@@ -71,6 +71,8 @@ class MemoryGenerator(CausalGenerator):
         memory: the NarrativeMemory / EntityMemory of the current stream (None without).
         attended_tokens: tokens each head attended to from the cache in the last chunk.
         selected: memory frame ids installed for the last chunk.
+        selected_tags: (location, entity ids) of each of those frames, in the same order
+            (``longtake bench memory`` scores retrieval with them).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class MemoryGenerator(CausalGenerator):
         self._slot_ids: dict[str, str] = {}  # a character's name (as prompts introduce it) -> its id, for figures
         self.attended_tokens = 0
         self.selected: list[int] = []
+        self.selected_tags: list[tuple[str, tuple[str, ...]]] = []
 
     # ------------------------------------------------------------------ protocol
     def info(self) -> GeneratorInfo:
@@ -216,6 +219,7 @@ class MemoryGenerator(CausalGenerator):
                 entries = chosen
             self.sma.prepare(entries)
         self.selected = [e.frame for e in entries]
+        self.selected_tags = [(e.location, tuple(e.entities)) for e in entries]
         skipped = 0
         if self.sma is not None and self.sma.per == "head" and len(entries) > self.sma.top_k:
             skipped = (len(entries) - self.sma.top_k) * entries[0].tokens
