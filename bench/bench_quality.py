@@ -87,6 +87,31 @@ def summarise(rows: list[dict], who: str) -> tuple[float, float, int]:
     return loc, (100.0 * float(np.mean(attrs)) if attrs else float("nan")), len(attrs)
 
 
+def story_interval(results: list[dict], who: str, *, resamples: int = 2000, seed: int = 0) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
+    """95% percentile-bootstrap intervals (in %) of the location and attribute scores of
+    ``who``, resampling whole stories (chunks and characters of one story are not independent
+    cases: one story that loses its place moves 40 chunks). None with fewer than 2 stories."""
+    if len(results) < 2:
+        return None, None
+    rng = np.random.default_rng(seed)
+    per = []
+    for res in results:
+        locs = [r[f"{who}_loc"] for r in res["rows"] if f"{who}_loc" in r]
+        attrs = [a for r in res["rows"] for a in r[f"{who}_attr"]]
+        per.append((float(np.sum(locs)), len(locs), float(np.sum(attrs)), len(attrs)))
+    arr = np.asarray(per)  # (stories, 4)
+    picks = arr[rng.integers(0, len(arr), size=(resamples, len(arr)))].sum(axis=1)  # (resamples, 4)
+    out = []
+    for num, den in ((0, 1), (2, 3)):
+        ok = picks[:, den] > 0
+        if not ok.any():
+            out.append(None)
+            continue
+        lo, hi = np.percentile(100.0 * picks[ok, num] / picks[ok, den], [2.5, 97.5])
+        out.append((float(lo), float(hi)))
+    return out[0], out[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default=None, help="built-in model folder (default: the shipped weights)")
@@ -134,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         m = summarise(res["rows"], "model")
         print(f"story {i}: {res['chunks']} chunks, location {m[0]:.1f}%, attributes {m[1]:.1f}% ({res['wall_s']:.0f} s)", file=sys.stderr, flush=True)
     rows = [r for res in results for r in res["rows"]]
-    table = [("| video | stories | chunks | location right | attributes right (pairs) |"), "|---|---|---|---|---|"]
+    table = [("| video | stories | chunks | location right [95%] | attributes right (pairs) [95%] |"), "|---|---|---|---|---|"]
+    band = lambda ci: "" if ci is None else f" [{ci[0]:.1f}-{ci[1]:.1f}]"  # noqa: E731
     for who, label in (("model", "built-in model"), ("truth", "ground truth (probe ceiling)"),
                        ("model_chance", "model frames vs another story's captions (chance)")):
         loc, attr, pairs = summarise(rows, who)
-        loc_s = "n/a" if loc != loc else f"{loc:.1f}%"
-        table.append(f"| {label} | {len(results)} | {len(rows)} | {loc_s} | {attr:.1f}% ({pairs}) |")
+        loc_ci, attr_ci = story_interval(results, who)
+        loc_s = "n/a" if loc != loc else f"{loc:.1f}%{band(loc_ci)}"
+        table.append(f"| {label} | {len(results)} | {len(rows)} | {loc_s} | {attr:.1f}% ({pairs}){band(attr_ci)} |")
+    table.append("")
+    table.append("[95%]: percentile bootstrap over stories (2 000 resamples, seed 0); chunks of one story are not independent.")
     out = {"stories": args.stories, "duration": args.duration, "summary": table}
     if args.long > 0:
         story = sample_story(args.seed + 999, args.long, split="heldout")
