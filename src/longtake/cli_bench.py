@@ -41,6 +41,7 @@ def memory_cmd(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default as render: 1 on a machine with 2 cores or fewer, else torch's default).")] = None,
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
     entity_figures: Annotated[bool, typer.Option("--entity-figures", help="Entity mode keeps and composites each character's first figure (MemoryConfig.entity_figures, docs/memory.md).")] = False,
+    no_shot_sink: Annotated[bool, typer.Option("--no-shot-sink", help="Memory modes keep sink and window at a cut within a place, as sink-only does, with memory added (MemoryConfig.shot_sink=False; LongLive/MemFlow's layout).")] = False,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
     merge: Annotated[list[Path] | None, typer.Option("--merge", help="Render nothing: merge these memory_bench.json files of disjoint runs (--first) into one table (repeat).", show_default=False)] = None,
 ) -> None:
@@ -63,7 +64,7 @@ def memory_cmd(
 
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate.builtin import builtin_generator
-    from longtake.memory.config import MemoryConfig
+    from longtake.memory.config import MEMORY_SEGMENT_MODES, MemoryConfig
 
     from longtake.pipeline import set_render_threads
 
@@ -79,7 +80,8 @@ def memory_cmd(
         chosen = [item.story for item in make_bench(first + stories)[first:]]
     if entity_figures and "entity" not in modes:
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
-    configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity") for m in modes}  # type: ignore[arg-type]
+    configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
+                               shot_sink=False if no_shot_sink and m in MEMORY_SEGMENT_MODES else None) for m in modes}
     generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}
     rows = [TRUTH, *modes]
     with Progress(TextColumn("[bold]{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
@@ -94,7 +96,7 @@ def memory_cmd(
                                   min_return_gap=MIN_RETURN_GAP if min_return_gap is None else min_return_gap,
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
-                                            "first": 0 if story_files else first})
+                                            "first": 0 if story_files else first, "shot_sink": not no_shot_sink})
     _show(result, out_dir)
 
 
