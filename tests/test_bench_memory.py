@@ -101,6 +101,21 @@ def test_bench_memory_end_to_end_on_a_tiny_model(tiny_folder, probes, tmp_path, 
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
+def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_path):
+    path = tmp_path / "story.json"
+    path.write_text(story_with_return(size=64, seconds=1.0).model_dump_json())
+    runs = {}
+    for flag in ([], ["--no-shot-sink"]):
+        out = tmp_path / f"out{len(flag)}"
+        r = runner.invoke(app, ["bench", "memory", "--memory", "sink", "nam", "--weights", str(tiny_folder), "--story", str(path),
+                                "--min-return-gap", "0.5", "--out", str(out), *flag], terminal_width=400)
+        assert r.exit_code == 0, r.output
+        runs[bool(flag)] = json.loads((out / "memory_bench.json").read_text())
+    shot = {k: v["generators"]["nam"]["settings"]["memory"]["shot_sink"] for k, v in runs.items()}
+    assert shot == {False: True, True: False} and runs[True]["settings"]["shot_sink"] is False
+    assert runs[True]["generators"]["sink"] == runs[False]["generators"]["sink"]  # sink-only has no shot sink either way
+
+
 @pytest.mark.parametrize("args, message", [
     (["--memory", "sink", "ram"], "unknown memory mode 'ram'"),
     (["--memory", "sink,bogus"], "unknown memory mode 'bogus'"),
