@@ -51,6 +51,10 @@ class BenchProgress:
     stories: int
 
 
+#: Counters of :class:`RetrievalCount` (summed over stories; merged runs add them).
+RETRIEVAL_KEYS = tuple(p + k for p in ("", "cut_") for k in ("frames", "same_place", "frames_with_cast", "same_character"))
+
+
 @dataclass
 class RetrievalCount:
     """What the memory modes put in attention: per installed memory frame, whether it shows the
@@ -68,10 +72,6 @@ class RetrievalCount:
                 if chunk.characters:
                     self.counts[prefix + "frames_with_cast"] += 1
                     self.counts[prefix + "same_character"] += any(c in entities for c in chunk.characters)
-
-
-#: Counters of :class:`RetrievalCount` (summed over stories; merged runs add them).
-RETRIEVAL_KEYS = tuple(p + k for p in ("", "cut_") for k in ("frames", "same_place", "frames_with_cast", "same_character"))
 
 
 def check_modes(modes: Sequence[str]) -> list[str]:

@@ -77,16 +77,14 @@ def intervals(stories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     revs = [r for s in stories for r in s["revisits"]]
     found = [r for r in rets if r["found"]]
     n = len(rets)
-    hidden_all = sum(r["hidden_equal"] for r in found) / n if n else None
-    # all returns, a miss scoring 0: a mean of bounded values, bootstrapped like the others
-    hidden_all_values = [r["hidden_equal"] if r["found"] else 0.0 for r in rets]
+    hidden_all_values = [r["hidden_equal"] if r["found"] else 0.0 for r in rets]  # a return not found scores 0
     return {
         "returns_found_ci": wilson(len(found), n),
         "identity_pass_ci": wilson(sum(bool(r["passes"]) for r in rets), n),
         "location_consistent_ci": wilson(sum(bool(r["consistent"]) for r in revs), len(revs)),
         "attributes_equal_ci": bootstrap_mean([r["attributes_equal"] for r in found]),
         "hidden_equal_ci": bootstrap_mean([r["hidden_equal"] for r in found]),
-        "hidden_equal_all": hidden_all,
+        "hidden_equal_all": float(np.mean(hidden_all_values)) if n else None,
         "hidden_equal_all_ci": bootstrap_mean(hidden_all_values),
     }
 
