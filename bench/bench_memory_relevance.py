@@ -9,7 +9,13 @@ memory frames installed, scores each of them three ways:
   prev  the previous chunk's pooled self-attention queries (its cache-write pass) against the
         frame's pooled keys (what SMA per chunk installs by);
   cur   this chunk's own pooled queries at its first denoising pass against the frame's pooled
-        keys (what SMA per head selects by at that pass).
+        keys (what SMA per head selects by at that pass);
+  prompt  the prompt the frame was written under against the chunk's prompt, cosine of mean
+        token embeddings of the model's text encoder (``memory.entry.prompt_similarity``; what
+        NAM keeps, evicts and gates by since session 17).
+
+The bank is run as MemFlow keeps it (MemFlow's score, no gate), so every score is judged on
+the same frames.
 
 Each score is judged by the planner's tags of the frame (shows the chunk's location; shows a
 character on screen in the chunk) as a ranking: the AUC (probability that a frame with the tag
@@ -17,7 +23,9 @@ outranks one without; 0.5 = no better than chance, below 0.5 = the score prefers
 frames), over all chunks with memory, over shot starts (``cut``: memory is all the context a
 memory mode keeps there) and over cuts to another place. It measures retrieval, not the video.
 
-    python bench/bench_memory_relevance.py --first 10 --stories 10
+    python bench/bench_memory_relevance.py --first 10 --stories 10 [--json cases.json]
+
+``--json`` writes every scored frame (tags and the four scores), e.g. to set a gate.
 """
 
 from __future__ import annotations
@@ -67,7 +75,7 @@ def instrument(generator: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
     installed memory frame and chunk to ``cases``. Returns the wrapper's state (set
     ``state["prev"] = None`` before a new stream: the previous chunk's queries are per stream;
     like SMA per chunk they come from the last chunk that had memory in attention)."""
-    from longtake.memory.entry import nam_scores
+    from longtake.memory.entry import nam_scores, prompt_similarity
 
     before: Callable[..., Any] = generator._before_sample
     after: Callable[..., Any] = generator._after_write
@@ -78,7 +86,8 @@ def instrument(generator: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
         held = set(cache.frame_indices)
         entries = [e for e in (generator.memory.entries if generator.memory is not None else []) if e.frame not in held]
         state.update(chunk=chunk, entries=entries, rec=QueryRecorder(),
-                     nam=nam_scores(cache.prompt, entries).tolist() if entries else [])
+                     nam=nam_scores(cache.prompt, entries).tolist() if entries else [],
+                     prompt=[prompt_similarity(generator._prompt_tokens, chunk.prompt, e.prompt) for e in entries])
         cache.memory_selector = state["rec"]
 
     def after_write(chunk: Any, cache: Any, x0: torch.Tensor) -> None:
@@ -86,10 +95,10 @@ def instrument(generator: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
         if entries and rec.first:
             cur = _relevance(entries, rec.first)
             prev = _relevance(entries, state["prev"]) if state["prev"] else [None] * len(entries)
-            for e, n, p, c in zip(entries, state["nam"], prev, cur):
+            for e, n, p, c, t in zip(entries, state["nam"], prev, cur, state["prompt"]):
                 cases.append({"cut": chunk.cut, "new_place": chunk.new_place, "cast": bool(chunk.characters),
                               "place": e.location == chunk.location, "character": any(x in e.entities for x in chunk.characters),
-                              "nam": n, "prev": p, "cur": c})
+                              "nam": n, "prev": p, "cur": c, "prompt": t})
         state["prev"] = dict(rec.last) if rec.last else state["prev"]
         cache.memory_selector = None
         after(chunk, cache, x0)
@@ -99,8 +108,11 @@ def instrument(generator: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
     return state
 
 
+KEYS = ("nam", "prev", "cur", "prompt")
+
+
 def table(cases: list[dict[str, Any]]) -> list[str]:
-    out = ["| chunks | memory frames | share showing the place | AUC place: nam / prev / cur | AUC character: nam / prev / cur |",
+    out = ["| chunks | memory frames | share showing the place | AUC place: " + " / ".join(KEYS) + " | AUC character: " + " / ".join(KEYS) + " |",
            "|---|---|---|---|---|"]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for label, pick in (("all with memory", lambda c: True), ("shot starts (cut)", lambda c: c["cut"]),
@@ -109,9 +121,9 @@ def table(cases: list[dict[str, Any]]) -> list[str]:
         if not cs:
             continue
         withcast = [c for c in cs if c["cast"]]
-        place = [fmt(auc([c[k] for c in cs if c[k] is not None], [c["place"] for c in cs if c[k] is not None])) for k in ("nam", "prev", "cur")]
+        place = [fmt(auc([c[k] for c in cs if c[k] is not None], [c["place"] for c in cs if c[k] is not None])) for k in KEYS]
         char = [fmt(auc([c[k] for c in withcast if c[k] is not None], [c["character"] for c in withcast if c[k] is not None]))
-                for k in ("nam", "prev", "cur")]
+                for k in KEYS]
         out.append(f"| {label} | {len(cs)} | {np.mean([c['place'] for c in cs]):.0%} | {' / '.join(place)} | {' / '.join(char)} |")
     return out
 
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=0, help="first storyworld-bench story (0-49)")
     ap.add_argument("--stories", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None, help="also write every scored case to this file")
     args = ap.parse_args(argv)
     from longtake.generate.builtin import builtin_generator
     from longtake.memory.config import MemoryConfig
@@ -131,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.first < 0 or args.stories < 1 or args.first + args.stories > BENCH_SIZE:
         ap.error(f"--first {args.first} --stories {args.stories}: expected 0 <= first, 1 <= stories, first + stories <= {BENCH_SIZE}")
     set_render_threads(args.threads)
-    gen = builtin_generator(args.weights, memory=MemoryConfig(mode="nam"))
+    # MemFlow's score and no gate: the bank as MemFlow keeps it, every frame installed, so each
+    # score is judged on the same frames (session 16's setting).
+    gen = builtin_generator(args.weights, memory=MemoryConfig(mode="nam", nam_score="memflow"))
     cases: list[dict[str, Any]] = []
     state = instrument(gen, cases)
     for item in make_bench(args.first + args.stories)[args.first:]:
@@ -141,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"story {item.index}: {len(cases)} memory frames scored so far", file=sys.stderr, flush=True)
     print(f"storyworld-bench stories {args.first}-{args.first + args.stories - 1}, mode nam, weights {args.weights or 'shipped'}")
     print("\n".join(table(cases)))
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump(cases, f)
     return 0
 
 

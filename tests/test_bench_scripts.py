@@ -54,10 +54,11 @@ def test_auc_ranks_positives_over_negatives():
 
 def test_relevance_table_splits_cuts_and_new_places():
     case = lambda cut, new, place, char, nam: {"cut": cut, "new_place": new, "cast": True, "place": place,  # noqa: E731
-                                               "character": char, "nam": nam, "prev": None, "cur": -nam}
+                                               "character": char, "nam": nam, "prev": None, "cur": -nam,
+                                               "prompt": float(place)}
     cases = [case(False, False, True, True, 1.0), case(False, False, False, False, 0.0),
              case(True, False, True, False, 0.2), case(True, False, False, True, 0.9)]
     rows = br.table(cases)
-    assert rows[2].startswith("| all with memory | 4 | 50% | 0.75 / - / 0.25 |")
-    assert rows[3].startswith("| shot starts (cut) | 2 | 50% | 0.00 / - / 1.00 | 1.00 / - / 0.00 |")
+    assert rows[2].startswith("| all with memory | 4 | 50% | 0.75 / - / 0.25 / 1.00 |")
+    assert rows[3].startswith("| shot starts (cut) | 2 | 50% | 0.00 / - / 1.00 / 1.00 | 1.00 / - / 0.00 / 0.00 |")
     assert len(rows) == 4  # no cut to another place: no row

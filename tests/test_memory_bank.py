@@ -125,10 +125,10 @@ def test_bank_update_scores_with_the_prompt_of_the_chunk_being_recorded(new_prom
 def test_generator_scores_with_the_new_prompt_from_the_first_chunk_after_a_switch(monkeypatch):
     seen = []
     real = bank_mod.nam_scores
-    monkeypatch.setattr(bank_mod, "nam_scores", lambda p, entries: seen.append(p) or real(p, entries))
+    monkeypatch.setattr(bank_mod, "nam_scores", lambda p, entries: seen.append(p) or real(p, entries))  # MemFlow's score (the default is the prompt score)
     parts = tiny_parts()
     gen = make_gen(parts, "nam")
-    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1)  # score at every record
+    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1, nam_score="memflow")  # score at every record
     tl = plan_for(gen, make_story())
     switches = 0
     for fc in gen.stream(tl, seed=0):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 #: Coverage above which a kept figure replaces the sampled latents, for a model without
 #: ``paint_composite`` (else that threshold).
 FIGURE_THRESHOLD = 0.3
+#: Prompts whose token embeddings the NAM prompt score keeps (about 128 KB each, built-in model).
+_TOKEN_CACHE_PROMPTS = 16
 #: Chunk-seed indices of the casting pass (far from any real chunk index).
 _CAST_SEED_BASE = 2**40
 
@@ -97,6 +100,7 @@ class MemoryGenerator(CausalGenerator):
         self._latents: dict[int, Tensor] = {}  # frame -> clean latent (1, C, 1, H, W) of held frames
         self._sink_meta: dict[str, Any] | None = None  # the chunk whose first frame starts the sink
         self._slot_ids: dict[str, str] = {}  # a character's name (as prompts introduce it) -> its id, for figures
+        self._token_cache: OrderedDict[str, Tensor] = OrderedDict()  # NAM prompt score: prompt -> token embeddings
         self.attended_tokens = 0
         self.selected: list[int] = []
         self.selected_tags: list[tuple[str, tuple[str, ...]]] = []
@@ -146,7 +150,8 @@ class MemoryGenerator(CausalGenerator):
     def _build_memory(self) -> NarrativeMemory | EntityMemory | None:
         cfg = self.memory_config
         if cfg.mode in ("nam", "nam+sma"):
-            return NarrativeMemory(cfg.capacity, cfg.record_every)
+            embed = self._prompt_tokens if cfg.nam_score == "prompt" else None
+            return NarrativeMemory(cfg.capacity, cfg.record_every, score=cfg.nam_score, embed=embed, gate=cfg.use_nam_gate)
         if cfg.mode == "entity":
             return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every)
         return None
@@ -206,11 +211,11 @@ class MemoryGenerator(CausalGenerator):
     def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
         cfg = self.memory_config
         if cfg.restarts_at(chunk) and cache.num_frames:
-            self._release_sink(cache)
+            self._release_sink(cache, chunk.prompt)
             cache.restart_sink()
             self._latents = {}
         if cache.num_frames == 0 and cfg.use_sink:
-            self._sink_meta = {"chunk": chunk.index, "entities": list(chunk.entities), "location": chunk.location}
+            self._sink_meta = {"chunk": chunk.index, "entities": list(chunk.entities), "location": chunk.location, "prompt": chunk.prompt}
         entries = self.memory.select(chunk, cache) if self.memory is not None else []
         if self.sma is not None:
             chosen = self.sma.choose(entries)  # per chunk: fewer frames; per head: all of them
@@ -260,13 +265,31 @@ class MemoryGenerator(CausalGenerator):
             self.memory.update(chunk, cache, first)
 
     # ------------------------------------------------------------------ internals
-    def _release_sink(self, cache: KVCache) -> None:
-        """At a shot cut: the old sink's first frame goes to memory, tagged with its chunk."""
+    def _release_sink(self, cache: KVCache, prompt: str) -> None:
+        """At a shot cut: the old sink's first frame goes to memory, tagged with its chunk and
+        the prompt it was written under; ``prompt`` is the new chunk's (NAM scores with it)."""
         if self.memory is None or not cache.sink_count or self._sink_meta is None:
             return
         meta = self._sink_meta
-        entry = entry_from_cache(cache, cache.sink_start, chunk=meta["chunk"], entities=tuple(meta["entities"]), location=meta["location"])
-        self.memory.add(entry, cache.prompt)
+        entry = entry_from_cache(
+            cache, cache.sink_start, chunk=meta["chunk"], entities=tuple(meta["entities"]), location=meta["location"], prompt=str(meta.get("prompt", ""))
+        )
+        self.memory.add(entry, cache.prompt, prompt)
+
+    def _prompt_tokens(self, prompt: str) -> Tensor:
+        """The text encoder's token embeddings of ``prompt`` (T, D), padding removed, for NAM's
+        prompt relevance; the last few prompts are kept (a bank scores the same ones often)."""
+        key = self.text_encoder.cache_key(prompt)
+        emb = self._token_cache.get(key)
+        if emb is None:
+            with torch.inference_mode():
+                out, mask = self.text_encoder.encode([prompt])  # (1, T, D), (1, T)
+            emb = out[0][mask[0]].float().cpu()  # (T', D)
+            self._token_cache[key] = emb
+            while len(self._token_cache) > _TOKEN_CACHE_PROMPTS:
+                self._token_cache.popitem(last=False)
+        self._token_cache.move_to_end(key)
+        return emb
 
     def _recache(self, cache: KVCache, prompt: str) -> None:
         """LongLive's KV re-cache: write the held sink and window frames again under the cache's

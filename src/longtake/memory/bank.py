@@ -14,6 +14,15 @@ Two faults of MemFlow's released code are avoided on purpose:
   - it could insert the same prototype twice. Here an entry is identified by its frame index
     and a frame already in the bank is never added again.
 
+The score (``score``): "memflow" is the formula above. "prompt" (what ``MemoryConfig`` picks by
+default, session 17) compares the prompt each stored frame was written under with the current
+prompt through the model's own text encoder (:func:`~longtake.memory.entry.prompt_scores`): on
+the built-in model MemFlow's key product ranks frames of the current place *below* frames of
+other places (AUC 0.40), the prompt comparison ranks them first (AUC 1.00; docs/memory.md).
+With a ``gate`` (prompt score only), :meth:`NarrativeMemory.select` installs only the frames
+whose relevance to the chunk's prompt reaches it: at a cut to another place the bank's frames
+of the old place stay out of attention instead of being copied into the new one.
+
 Ties (equal scores) keep the newer frame, so the choice does not depend on the order of the
 bank. The bank holds at most ``capacity`` entries whatever the render length.
 """
@@ -21,9 +30,11 @@ bank. The bank holds at most ``capacity`` entries whatever the render length.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from longtake.memory.entry import KIND_FRAME, MemoryEntry, entry_from_cache, install, nam_scores
+from torch import Tensor
+
+from longtake.memory.entry import KIND_FRAME, Embed, MemoryEntry, entry_from_cache, install, nam_scores, prompt_scores
 from longtake.memory.errors import MemoryBankError
 from longtake.model.kv_cache import KVCache, PromptKV
 from longtake.plan.timeline import Chunk
@@ -47,15 +58,36 @@ class NarrativeMemory:
     Args:
         capacity: frames held at most (MemFlow: 3).
         record_every: a prototype every this many chunks (MemFlow: 3).
+        score: "memflow" (text keys . frame keys) or "prompt" (the frames' prompts against
+            the current one; needs ``embed``).
+        embed: prompt -> token embeddings (T, D), padding removed (the model's text encoder).
+        gate: with the prompt score, the relevance a frame needs to be installed (None: all).
     """
 
     name = "nam"
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, record_every: int = DEFAULT_RECORD_EVERY) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        record_every: int = DEFAULT_RECORD_EVERY,
+        *,
+        score: Literal["memflow", "prompt"] = "memflow",
+        embed: Embed | None = None,
+        gate: float | None = None,
+    ) -> None:
         if capacity < 1 or record_every < 1:
             raise MemoryBankError(f"NarrativeMemory needs capacity >= 1 and record_every >= 1, got {capacity}, {record_every}")
+        if score not in ("memflow", "prompt"):
+            raise MemoryBankError(f"NAM score must be 'memflow' or 'prompt', got {score!r}")
+        if score == "prompt" and embed is None:
+            raise MemoryBankError("NAM's prompt score needs the text encoder's embed function")
+        if gate is not None and score != "prompt":
+            raise MemoryBankError("a NAM relevance gate needs the prompt score")
         self.capacity = capacity
         self.record_every = record_every
+        self.score = score
+        self.embed = embed
+        self.gate = gate
         self.entries: list[MemoryEntry] = []
 
     def __len__(self) -> int:
@@ -66,14 +98,23 @@ class NarrativeMemory:
         """Frame ids in the bank, in bank order."""
         return [e.frame for e in self.entries]
 
+    def relevance(self, prompt: PromptKV | None, text: str, entries: list[MemoryEntry]) -> Tensor:
+        """Each entry's relevance to the current prompt (its cross-attention K/V ``prompt`` for
+        the MemFlow score, its ``text`` for the prompt score): (E,)."""
+        if self.score == "memflow":
+            return nam_scores(prompt, entries)
+        assert self.embed is not None
+        return prompt_scores(self.embed, text, entries)
+
     # ----------------------------------------------------------------- write
-    def add(self, entry: MemoryEntry, prompt: PromptKV | None) -> bool:
+    def add(self, entry: MemoryEntry, prompt: PromptKV | None, text: str = "") -> bool:
         """Insert ``entry``; when full, keep the ``capacity - 1`` stored entries most relevant to
-        ``prompt`` (the current one) plus ``entry``. False when the frame is already held."""
+        the current prompt (``prompt``: its K/V; ``text``: the prompt itself) plus ``entry``.
+        False when the frame is already held."""
         if any(e.frame == entry.frame for e in self.entries):
             return False
         if len(self.entries) >= self.capacity:
-            scores = nam_scores(prompt, self.entries).tolist()
+            scores = self.relevance(prompt, text, self.entries).tolist()
             order = sorted(range(len(self.entries)), key=lambda i: (-scores[i], -self.entries[i].frame))
             keep = sorted(order[: self.capacity - 1])  # bank order of the survivors
             dropped = [self.entries[i].frame for i in order[self.capacity - 1 :]]
@@ -87,15 +128,21 @@ class NarrativeMemory:
         record the prototype of every ``record_every``-th chunk, scored with the cache's prompt
         (the chunk's own)."""
         if is_record_chunk(chunk, self.record_every):
-            entry = entry_from_cache(cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME)
-            self.add(entry, cache.prompt)
+            entry = entry_from_cache(
+                cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME, prompt=chunk.prompt
+            )
+            self.add(entry, cache.prompt, chunk.prompt)
 
     # ----------------------------------------------------------------- read
     def select(self, chunk: Chunk, cache: KVCache) -> list[MemoryEntry]:
         """Install the bank's frames that the cache does not already hold (sink or window) as
-        the memory segment, oldest first; returns them."""
+        the memory segment, oldest first; returns them. With a gate, only the frames whose
+        relevance to ``chunk``'s prompt reaches it."""
         held = set(cache.frame_indices)
         chosen = sorted((e for e in self.entries if e.frame not in held), key=lambda e: e.frame)
+        if self.gate is not None and chosen:
+            scores = self.relevance(None, chunk.prompt, chosen).tolist()
+            chosen = [e for e, s in zip(chosen, scores, strict=True) if s >= self.gate]
         install(cache, chosen)
         return chosen
 

@@ -38,6 +38,10 @@ MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
 DEFAULT_MODE: MemoryMode = "sink"
 
 
+#: NAM's default relevance gate for the prompt score (``MemoryConfig.nam_gate``).
+NAM_GATE = 0.83
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
     """How a generator remembers beyond its local window.
@@ -46,6 +50,15 @@ class MemoryConfig:
         mode: see the module docstring.
         capacity: NAM bank frames (MemFlow: 3).
         record_every: a prototype every this many chunks (MemFlow: 3), NAM and entity memory.
+        nam_score: how NAM ranks its frames against the current prompt: "prompt" (default:
+            the prompt each frame was written under against the current one, through the
+            model's text encoder) or "memflow" (MemFlow's text keys . frame keys; on the
+            built-in model it prefers frames of other places, docs/memory.md).
+        nam_gate: with the prompt score, the relevance (a cosine similarity, -1 to 1) a bank
+            frame needs to be installed for a chunk; -1 installs every frame, as MemFlow does.
+            None: :data:`NAM_GATE` with the prompt score (it keeps frames written under prompts
+            of the same setting and drops the others at a cut to another place; calibrated on
+            storyworld-bench stories 30-34, docs/memory.md), no gate with the MemFlow score.
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
         sma_per: "chunk" (default: once per chunk, the frames most relevant to the previous
             chunk's queries; it saves what attending fewer frames saves) or "head" (MemFlow's
@@ -73,6 +86,8 @@ class MemoryConfig:
     mode: MemoryMode = "sink"
     capacity: int = 3
     record_every: int = 3
+    nam_score: Literal["prompt", "memflow"] = "prompt"
+    nam_gate: float | None = None
     sma_top_k: int = 2
     sma_per: Literal["head", "chunk"] = "chunk"
     entity_slots: int = 3
@@ -90,6 +105,12 @@ class MemoryConfig:
         small = {k: getattr(self, k) for k in ("capacity", "record_every", "sma_top_k", "entity_slots", "entity_per_entity", "entity_capacity") if getattr(self, k) < 1}
         if small:
             raise MemoryBankError(f"memory settings must be >= 1: {small}")
+        if self.nam_score not in ("prompt", "memflow"):
+            raise MemoryBankError(f"nam_score must be 'prompt' or 'memflow', got {self.nam_score!r}")
+        if self.nam_gate is not None and (self.nam_score != "prompt" or not -1.0 <= self.nam_gate <= 1.0):
+            raise MemoryBankError(
+                f"nam_gate needs nam_score 'prompt' and a value in [-1, 1] (a cosine similarity); got {self.nam_gate!r} with nam_score {self.nam_score!r}"
+            )
         if self.sma_per not in ("head", "chunk"):
             raise MemoryBankError(f"sma_per must be 'head' or 'chunk', got {self.sma_per!r}")
         if self.shot_sink and self.mode not in MEMORY_SEGMENT_MODES:
@@ -103,6 +124,13 @@ class MemoryConfig:
     def has_memory(self) -> bool:
         """Whether there is a memory segment (bank or entity memory)."""
         return self.mode in MEMORY_SEGMENT_MODES
+
+    @property
+    def use_nam_gate(self) -> float | None:
+        """The NAM relevance gate in force: None with the MemFlow score."""
+        if self.nam_score != "prompt":
+            return None
+        return NAM_GATE if self.nam_gate is None else float(self.nam_gate)
 
     @property
     def use_recache(self) -> bool:
@@ -134,5 +162,5 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
-        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, nam_gate=self.use_nam_gate)
         return out

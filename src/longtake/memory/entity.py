@@ -92,9 +92,10 @@ class EntityMemory:
         return fid
 
     # ----------------------------------------------------------------- write
-    def add(self, entry: MemoryEntry, prompt: PromptKV | None = None) -> bool:
+    def add(self, entry: MemoryEntry, prompt: PromptKV | None = None, text: str = "") -> bool:
         """Insert ``entry`` under each of its entities; False when its frame is already held.
-        (``prompt`` is unused: retrieval is by id; it keeps the interface of the NAM bank.)"""
+        (``prompt`` and ``text`` are unused: retrieval is by id; they keep the interface of the
+        NAM bank.)"""
         if entry.frame in self.entries or not entry.entities:
             return False
         self.entries[entry.frame] = entry
@@ -136,8 +137,10 @@ class EntityMemory:
         when it is a prototype chunk or shows an entity that has no entry yet."""
         new = [e for e in chunk.entities if not self.tags.get(e)]
         if new or is_record_chunk(chunk, self.record_every):
-            entry = entry_from_cache(cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME)
-            self.add(entry, cache.prompt)
+            entry = entry_from_cache(
+                cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME, prompt=chunk.prompt
+            )
+            self.add(entry, cache.prompt, chunk.prompt)
 
     def keep_figure(self, entity: str, figure: Tensor) -> None:
         """Keep ``entity``'s figure (C + 1, h, w) unless it has one (the first appearance

@@ -15,6 +15,7 @@ Shapes: an entry holds, per layer, K and V of shape (1, Nh, n, Dh) with n tokens
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class MemoryEntry:
         location: the location id ("" when unknown).
         kind: one of :data:`KINDS`.
         keys, values: per layer (1, Nh, n, Dh), keys not RoPE-rotated.
+        prompt: the prompt the frame was written under ("" when unknown, e.g. in a state saved
+            before prompts were kept); NAM's prompt relevance compares it with the current one.
     """
 
     frame: int
@@ -52,6 +55,7 @@ class MemoryEntry:
     kind: str
     keys: list[Tensor]
     values: list[Tensor]
+    prompt: str = ""
     _pooled: Tensor | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +87,7 @@ class MemoryEntry:
     def state_dict(self) -> dict[str, Any]:
         return {
             "frame": self.frame, "chunk": self.chunk, "entities": list(self.entities), "location": self.location,
-            "kind": self.kind, "keys": list(self.keys), "values": list(self.values),
+            "kind": self.kind, "keys": list(self.keys), "values": list(self.values), "prompt": self.prompt,
         }
 
     @classmethod
@@ -91,22 +95,26 @@ class MemoryEntry:
         try:
             return cls(
                 int(state["frame"]), int(state["chunk"]), tuple(state["entities"]), str(state["location"]), str(state["kind"]),
-                list(state["keys"]), list(state["values"]),
+                list(state["keys"]), list(state["values"]), str(state.get("prompt", "")),
             )
         except (KeyError, TypeError) as err:
             raise MemoryBankError(f"damaged memory entry in a saved state ({err})") from None
 
 
-def entry_from_kv(kv: list[tuple[Tensor, Tensor]], *, frame: int, chunk: int, entities: tuple[str, ...], location: str, kind: str) -> MemoryEntry:
+def entry_from_kv(
+    kv: list[tuple[Tensor, Tensor]], *, frame: int, chunk: int, entities: tuple[str, ...], location: str, kind: str, prompt: str = ""
+) -> MemoryEntry:
     """An entry from one frame's per-layer (K, V), each (1, Nh, n, Dh); copies the tensors so
     that the entry does not keep a cache buffer alive."""
-    return MemoryEntry(frame, chunk, entities, location, kind, [k.clone() for k, _ in kv], [v.clone() for _, v in kv])
+    return MemoryEntry(frame, chunk, entities, location, kind, [k.clone() for k, _ in kv], [v.clone() for _, v in kv], prompt)
 
 
-def entry_from_cache(cache: KVCache, frame: int, *, chunk: int, entities: tuple[str, ...], location: str, kind: str = KIND_FRAME) -> MemoryEntry:
+def entry_from_cache(
+    cache: KVCache, frame: int, *, chunk: int, entities: tuple[str, ...], location: str, kind: str = KIND_FRAME, prompt: str = ""
+) -> MemoryEntry:
     """The entry of one frame held by ``cache`` (absolute index ``frame``), every layer."""
     kv = [cache.frame_kv(layer, frame) for layer in range(cache.num_layers)]
-    return entry_from_kv(kv, frame=frame, chunk=chunk, entities=entities, location=location, kind=kind)
+    return entry_from_kv(kv, frame=frame, chunk=chunk, entities=entities, location=location, kind=kind, prompt=prompt)
 
 
 def install(cache: KVCache, entries: list[MemoryEntry]) -> None:
@@ -139,3 +147,28 @@ def nam_scores(prompt: PromptKV | None, entries: list[MemoryEntry]) -> Tensor:
     if pooled.shape[1:] != text.shape:
         raise MemoryBankError(f"memory entries have (layers, heads, head dim) {tuple(pooled.shape[1:])}, the prompt {tuple(text.shape)}")
     return (pooled * text[None]).sum(-1).mean(dim=(1, 2)) / math.sqrt(text.shape[-1])  # (E,)
+
+
+#: A text embedding function: prompt -> its token embeddings (T, D), padding removed.
+Embed = Callable[[str], Tensor]
+
+
+def prompt_similarity(embed: Embed, current: str, other: str) -> float:
+    """Cosine similarity of the two prompts' mean token embeddings (the model's own text
+    encoder): 1 for prompts that encode alike. -1 when ``other`` is empty (an entry whose prompt
+    is unknown ranks last). On the built-in encoder, prompts of the same StoryWorld setting
+    score 0.85-1 and of another setting at most 0.81 (docs/memory.md)."""
+    if not other:
+        return -1.0
+    a, b = embed(current).float(), embed(other).float()  # (Ta, D), (Tb, D)
+    if not len(a) or not len(b):
+        return -1.0
+    return float(torch.nn.functional.cosine_similarity(a.mean(dim=0), b.mean(dim=0), dim=0))
+
+
+def prompt_scores(embed: Embed, current: str, entries: list[MemoryEntry]) -> Tensor:
+    """NAM's prompt relevance of each entry to the current prompt: (E,) float32
+    (:func:`prompt_similarity` of the prompt each frame was written under)."""
+    if not current:
+        raise MemoryBankError("NAM prompt scoring needs the current prompt; it is empty")
+    return torch.tensor([prompt_similarity(embed, current, e.prompt) for e in entries], dtype=torch.float32)

@@ -1,0 +1,120 @@
+"""NAM's prompt relevance (session 17): frames ranked by the prompt they were written under
+against the current one, and the gate that keeps other places' frames out of attention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from memory_parts import make_gen, make_story, plan_for, tiny_parts
+
+from longtake.memory import MemoryBankError, MemoryEntry, NarrativeMemory
+from longtake.memory import bank as bank_mod
+from longtake.memory.config import NAM_GATE, MemoryConfig
+from longtake.memory.entry import prompt_scores, prompt_similarity
+from longtake.model import KVCache
+from longtake.plan.timeline import Chunk
+
+LAYERS, HEADS, DH, TPF = 2, 2, 4, 3
+
+#: A hand-made "text encoder": each word is a fixed vector, a prompt the stack of its words'.
+WORDS = {
+    "mia": [1.0, 0.0, 0.0], "tom": [0.0, 1.0, 0.0], "office": [0.0, 0.0, 1.0], "park": [0.0, 1.0, 1.0], "walks": [1.0, 1.0, 0.0],
+}
+
+
+def embed(text: str) -> torch.Tensor:
+    return torch.tensor([WORDS[w] for w in text.split()]) if text else torch.zeros(0, 3)
+
+
+def entry(frame: int, text: str) -> MemoryEntry:
+    k = torch.zeros(1, HEADS, TPF, DH)
+    return MemoryEntry(frame, frame, ("room",), "room", "frame", [k] * LAYERS, [torch.full_like(k, float(frame))] * LAYERS, text)
+
+
+def chunk(index: int, text: str) -> Chunk:
+    return Chunk(index, index * 8, 8, 0, 0, 0, text, (), "room", "static", "cut", False, False, (0.0, 1.0))
+
+
+def test_prompt_similarity_is_the_cosine_of_mean_token_embeddings():
+    assert prompt_similarity(embed, "mia walks office", "mia walks office") == pytest.approx(1.0)
+    # means (1/2, 0, 1/2) and (1/2, 1/2, 1/2): cosine 0.5 / (sqrt(0.5) sqrt(0.75)) = 2 / sqrt(6)
+    assert prompt_similarity(embed, "mia office", "mia park") == pytest.approx(2 / 6**0.5)
+    assert prompt_similarity(embed, "mia park", "mia office") == pytest.approx(2 / 6**0.5)
+    assert prompt_similarity(embed, "mia", "") == -1.0  # a frame whose prompt is unknown ranks last
+    with pytest.raises(MemoryBankError, match="current prompt"):
+        prompt_scores(embed, "", [entry(0, "mia")])
+    torch.testing.assert_close(prompt_scores(embed, "tom park", [entry(0, "tom park"), entry(1, "")]), torch.tensor([1.0, -1.0]))
+
+
+def test_prompt_scored_bank_keeps_the_frames_of_the_current_setting():
+    bank = NarrativeMemory(capacity=3, score="prompt", embed=embed)
+    for frame, text in [(0, "mia office"), (3, "tom park"), (6, "mia walks office")]:
+        bank.add(entry(frame, text), None, text)
+    bank.add(entry(9, "tom park"), None, "tom park")  # full: the two nearest "tom park" stay, plus the newest
+    assert bank.frames == [3, 6, 9]
+    bank.add(entry(12, "mia office"), None, "mia office")
+    assert bank.frames == [6, 9, 12]  # "mia walks office" scores 0.87; 3 and 9 tie at 0.32, the newer stays
+
+
+def test_gate_installs_only_frames_relevant_to_the_chunk_prompt():
+    cache = KVCache(LAYERS, sink_frames=0, window_frames=None)
+    bank = NarrativeMemory(capacity=3, score="prompt", embed=embed, gate=0.85)
+    for frame, text in [(0, "mia office"), (3, "tom park"), (6, "mia walks office")]:
+        bank.add(entry(frame, text), None, text)
+    chosen = bank.select(chunk(9, "mia office"), cache)
+    assert [e.frame for e in chosen] == [0, 6]  # scores 1, 0.32 and 0.87 against "mia office"
+    assert cache.num_tokens == 2 * TPF  # the memory segment is all the cache holds here
+    assert bank.select(chunk(10, "tom walks"), cache) == []  # 0.32, 0.8, 0.73: nothing installed
+    assert cache.num_tokens == 0
+    ungated = NarrativeMemory(capacity=3, score="prompt", embed=embed)
+    for frame, text in [(0, "mia office"), (3, "tom park")]:
+        ungated.add(entry(frame, text), None, text)
+    assert [e.frame for e in ungated.select(chunk(9, "tom walks"), cache)] == [0, 3]  # MemFlow: the whole bank
+
+
+def test_bank_and_config_refuse_inconsistent_settings():
+    with pytest.raises(MemoryBankError, match="embed"):
+        NarrativeMemory(score="prompt")
+    with pytest.raises(MemoryBankError, match="gate"):
+        NarrativeMemory(score="memflow", gate=0.5)
+    with pytest.raises(MemoryBankError, match="nam_gate"):
+        MemoryConfig(mode="nam", nam_score="memflow", nam_gate=0.5)
+    with pytest.raises(MemoryBankError, match="nam_gate"):
+        MemoryConfig(mode="nam", nam_gate=1.5)
+    with pytest.raises(MemoryBankError, match="nam_score"):
+        MemoryConfig(mode="nam", nam_score="clip")  # type: ignore[arg-type]
+    assert MemoryConfig(mode="nam").use_nam_gate == NAM_GATE
+    assert MemoryConfig(mode="nam", nam_gate=-1.0).use_nam_gate == -1.0
+    assert MemoryConfig(mode="nam", nam_score="memflow").use_nam_gate is None
+    assert MemoryConfig(mode="nam").to_dict()["nam_gate"] == NAM_GATE
+
+
+def test_entry_prompt_survives_a_state_round_trip_and_old_states_load():
+    e = entry(4, "mia office")
+    again = MemoryEntry.from_state_dict(e.state_dict())
+    assert again.prompt == "mia office"
+    old = e.state_dict()
+    del old["prompt"]  # a state saved before entries kept their prompt
+    assert MemoryEntry.from_state_dict(old).prompt == ""
+
+
+def test_generator_scores_and_gates_with_the_chunk_prompt(monkeypatch):
+    """Default NAM (prompt score, gate): every scoring, at a record and at a chunk's selection,
+    compares against the prompt of the chunk being made; each stored frame carries the prompt
+    it was written under."""
+    seen: list[str] = []
+    real = bank_mod.prompt_scores
+    monkeypatch.setattr(bank_mod, "prompt_scores", lambda emb, cur, entries: seen.append(cur) or real(emb, cur, entries))
+    gen = make_gen(tiny_parts(), "nam")
+    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1)
+    tl = plan_for(gen, make_story())
+    prompts = {c.index: c.prompt for c in tl.chunks}
+    scored = 0
+    for fc in gen.stream(tl, seed=0):
+        assert all(p == fc.chunk.prompt for p in seen), f"chunk {fc.chunk.index} scored with another prompt"
+        scored += len(seen)
+        seen.clear()
+        for e in gen.memory.entries:
+            assert e.prompt == prompts[e.chunk]
+    assert scored > 0
+    assert gen.info().settings["memory"]["nam_score"] == "prompt"
