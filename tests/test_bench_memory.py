@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from longtake.cli import app
 from longtake.eval.memory_bench import background_mask, background_similarity, plan_story, score_story, summarise
+from longtake.memory.config import NAM_GATE
 from longtake.plan import plan
 from longtake.script import Story
 
@@ -114,6 +115,20 @@ def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_p
     shot = {k: v["generators"]["nam"]["settings"]["memory"]["shot_sink"] for k, v in runs.items()}
     assert shot == {False: True, True: False} and runs[True]["settings"]["shot_sink"] is False
     assert runs[True]["generators"]["sink"] == runs[False]["generators"]["sink"]  # sink-only has no shot sink either way
+    nam = runs[False]["generators"]["nam"]["settings"]["memory"]
+    assert (nam["nam_score"], nam["nam_gate"]) == ("prompt", NAM_GATE) and runs[False]["settings"]["nam"] == {"score": "prompt", "gate": NAM_GATE}
+
+
+def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
+    path = tmp_path / "story.json"
+    path.write_text(story_with_return(size=64, seconds=1.0).model_dump_json())
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["bench", "memory", "--memory", "nam", "--weights", str(tiny_folder), "--story", str(path),
+                            "--min-return-gap", "0.5", "--out", str(out), "--nam-score", "memflow"], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "memory_bench.json").read_text())
+    nam = res["generators"]["nam"]["settings"]["memory"]
+    assert (nam["nam_score"], nam["nam_gate"]) == ("memflow", None) and res["settings"]["nam"] == {"score": "memflow", "gate": None}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -122,6 +137,9 @@ def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_p
     (["--stories", "0"], "--stories 0: expected at least 1"),
     (["--weights", "/no/such/folder"], "no such folder"),
     (["--memory", "sink", "--entity-figures"], "--entity-figures changes the entity mode"),
+    (["--nam-score", "clip"], "--nam-score 'clip': expected prompt or memflow"),
+    (["--nam-score", "memflow", "--nam-gate", "0.5"], "--nam-gate 0.5: expected a cosine similarity"),
+    (["--nam-gate", "2"], "--nam-gate 2.0: expected a cosine similarity"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = runner.invoke(app, ["bench", "memory", *args])
