@@ -28,8 +28,8 @@ def rev(consistent: bool) -> dict:
     return {"consistent": consistent, "right": consistent, "background": 0.8}
 
 
-def scores(returns: list[dict], revisits: list[dict]) -> dict:
-    return {"returns": returns, "revisits": revisits, "segments": [{"alignment": 0.3}]}
+def scores(returns: list[dict], revisits: list[dict], alignment: float = 0.3) -> dict:
+    return {"returns": returns, "revisits": revisits, "segments": [{"alignment": alignment}]}
 
 
 def story(title: str, seed: int, per_row: dict[str, dict]) -> dict:
@@ -49,7 +49,7 @@ def result(stories: list[dict], *, frames: int = 100, seconds: float = 4.0, firs
 def two_stories() -> tuple[dict, dict]:
     a = story("a", 0, {TRUTH: scores([ret(1.0), ret(0.9)], [rev(True)]),
                        "sink": scores([ret(0.5), ret(None)], [rev(False)]),
-                       "entity": scores([ret(0.8), ret(0.6)], [rev(True)])})
+                       "entity": scores([ret(0.8), ret(0.6)], [rev(True)], alignment=0.25)})
     b = story("b", 1, {TRUTH: scores([ret(1.0)], [rev(True), rev(True)]),
                        "sink": scores([ret(0.4)], [rev(True), rev(True)]),
                        "entity": scores([ret(None)], [rev(True), rev(False)])})
@@ -96,6 +96,7 @@ def test_paired_difference_uses_only_returns_found_by_both():
     assert p["hidden_equal"]["n"] == 1 and p["hidden_equal"]["diff"] == pytest.approx(0.8 - 0.5)
     assert p["hidden_equal"]["ci"] is None  # one case: no interval
     assert p["location_consistent"]["n"] == 3 and p["location_consistent"]["diff"] == pytest.approx((1 + 0 - 1) / 3)
+    assert p["alignment"]["n"] == 2 and p["alignment"]["diff"] == pytest.approx((-0.05 + 0) / 2)  # every segment, found or not
     with pytest.raises(ValueError):
         paired([a["scores"]["entity"]], [])
 
@@ -112,6 +113,7 @@ def test_merge_equals_one_run_over_all_stories():
     assert merged["rows"]["entity"]["slowdown_vs_sink_pct"] == pytest.approx(0.0)
     md = markdown(merged)
     assert "merged: 1 from story 0, 1 from story 1" in md and "entity - sink: hidden = +30 pts (n=1)" in md
+    assert "; alignment per segment -0.025 [" in md and "(n=2)" in md
 
 
 def test_merge_refuses_overlapping_or_different_runs():

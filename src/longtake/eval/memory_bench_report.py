@@ -112,7 +112,8 @@ def paired_lines(result: Mapping[str, Any]) -> list[str]:
         if not p:
             continue
         lines.append(f"{name} - sink: hidden = {_points(p['hidden_equal'])}; attributes = {_points(p['attributes_equal'])}; "
-                     f"identity {_points(p['identity'], percent=False)}; location = on revisits {_points(p['location_consistent'])}")
+                     f"identity {_points(p['identity'], percent=False)}; location = on revisits {_points(p['location_consistent'])}"
+                     + (f"; alignment per segment {_points(p['alignment'], percent=False)}" if p.get("alignment") else ""))
     return lines
 
 

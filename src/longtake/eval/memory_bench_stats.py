@@ -92,18 +92,20 @@ def intervals(stories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def paired(stories: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A row against ``reference`` (sink-only) on the same cases: per-story scores of the
     same stories in the same order. Returns per measure ``{"n", "diff", "ci"}`` (diff = row
-    minus reference, None when no case is shared)."""
+    minus reference, None when no case is shared); ``alignment`` over the segments (shots)."""
     if len(stories) != len(reference):
         raise ValueError(f"paired: {len(stories)} stories against {len(reference)}")
     both = [(a, b) for s, t in zip(stories, reference) for a, b in zip(s["returns"], t["returns"]) if a["found"] and b["found"]]
     revs = [(a, b) for s, t in zip(stories, reference) for a, b in zip(s["revisits"], t["revisits"])]
+    segs = [(a, b) for s, t in zip(stories, reference) for a, b in zip(s.get("segments", []), t.get("segments", []))]
 
     def measure(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], key: str) -> dict[str, Any]:
         d = [float(a[key]) - float(b[key]) for a, b in pairs]
         return {"n": len(d), "diff": float(np.mean(d)) if d else None, "ci": bootstrap_mean(d)}
 
     return {"hidden_equal": measure(both, "hidden_equal"), "attributes_equal": measure(both, "attributes_equal"),
-            "identity": measure(both, "similarity"), "location_consistent": measure(revs, "consistent")}
+            "identity": measure(both, "similarity"), "location_consistent": measure(revs, "consistent"),
+            "alignment": measure(segs, "alignment")}
 
 
 def retrieval_shares(counts: Mapping[str, int]) -> dict[str, float | None]:

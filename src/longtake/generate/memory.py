@@ -153,7 +153,7 @@ class MemoryGenerator(CausalGenerator):
             embed = self._prompt_tokens if cfg.nam_score == "prompt" else None
             return NarrativeMemory(cfg.capacity, cfg.record_every, score=cfg.nam_score, embed=embed, gate=cfg.use_nam_gate)
         if cfg.mode == "entity":
-            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every)
+            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every, prefer_place=cfg.entity_prefer_place)
         return None
 
     def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:
