@@ -10,7 +10,6 @@ from memory_parts import SIZE, make_gen, make_story, plan_for, ref_image, tiny_p
 from longtake.memory import CastMember, EntityMemory, MemoryBankError, MemoryEntry
 from longtake.memory.cast import image_to_video
 from longtake.model import KVCache
-from longtake.plan.timeline import Chunk
 
 
 def entry(frame: int, entities: tuple[str, ...]) -> MemoryEntry:
@@ -32,23 +31,6 @@ def test_retrieval_is_by_id_round_robin_anchor_first():
     assert [e.frame for e in mem.retrieve(("mia", "tom"))] == [0, 5, 12, 9]
     assert [e.frame for e in mem.retrieve(("mia", "tom"), exclude={0}, limit=2)] == [12, 5]
     assert mem.retrieve(("nobody",)) == []
-
-
-def test_prefer_place_puts_an_entitys_frames_at_the_chunks_location_first():
-    mem = EntityMemory(slots=3, per_entity=3, capacity=10, prefer_place=True)
-    for f, ents in [(0, ("room", "mia")), (5, ("park", "mia")), (9, ("park", "tom")), (12, ("room", "mia"))]:
-        mem.add(entry(f, ents))
-    # mia's order is anchor 0, then 12, 5; at the park her park frame 5 comes first
-    assert [e.frame for e in mem.retrieve(("mia", "tom"), place="park")] == [5, 9, 0]
-    assert [e.frame for e in mem.retrieve(("mia", "tom"), place="room")] == [0, 9, 12]
-    assert [e.frame for e in mem.retrieve(("mia", "tom"))] == [0, 9, 12]  # no place: the plain order
-    cache = KVCache(2, sink_frames=0, window_frames=None)
-    chunk = Chunk(20, 160, 8, 0, 0, 0, "p", ("mia",), "park", "static", "cut", False, False, (0.0, 1.0))
-    assert [e.frame for e in mem.select(chunk, cache)] == [0, 5, 9]  # installed in time order; the park frame 9 replaces the room frame 12
-    plain = EntityMemory(slots=3, per_entity=3, capacity=10)
-    for e in mem.entries.values():
-        plain.add(e)
-    assert [e.frame for e in plain.select(chunk, cache)] == [0, 5, 12]
 
 
 def test_bounded_per_entity_and_in_all_and_anchors_stay():

@@ -41,7 +41,6 @@ def memory_cmd(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default as render: 1 on a machine with 2 cores or fewer, else torch's default).")] = None,
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
     entity_figures: Annotated[bool, typer.Option("--entity-figures", help="Entity mode keeps and composites each character's first figure (MemoryConfig.entity_figures, docs/memory.md).")] = False,
-    entity_prefer_place: Annotated[bool, typer.Option("--entity-prefer-place", help="Entity mode installs each entity's frames shot at the chunk's location before its others (MemoryConfig.entity_prefer_place).")] = False,
     no_shot_sink: Annotated[bool, typer.Option("--no-shot-sink", help="Memory modes keep sink and window at a cut within a place, as sink-only does, with memory added (MemoryConfig.shot_sink=False; LongLive/MemFlow's layout).")] = False,
     nam_score: Annotated[str, typer.Option("--nam-score", help="How NAM ranks its frames: prompt (default: the frames' prompts against the current one) or memflow (MemFlow's text keys . frame keys) (docs/memory.md).")] = "prompt",
     nam_gate: Annotated[float | None, typer.Option("--nam-gate", help="With --nam-score prompt: the relevance (cosine, -1 to 1) a NAM frame needs to be installed; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
@@ -85,11 +84,9 @@ def memory_cmd(
         from longtake.world.bench_set import make_bench
 
         chosen = [item.story for item in make_bench(first + stories)[first:]]
-    for flag, on in (("--entity-figures", entity_figures), ("--entity-prefer-place", entity_prefer_place)):
-        if on and "entity" not in modes:
-            raise fail([f"{flag} changes the entity mode; add it to --memory"])
+    if entity_figures and "entity" not in modes:
+        raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
-                               entity_prefer_place=entity_prefer_place and m == "entity",
                                shot_sink=False if no_shot_sink and m in MEMORY_SEGMENT_MODES else None,
                                nam_score=nam_score, nam_gate=nam_gate) for m in modes}  # type: ignore[arg-type]
     generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}

@@ -150,10 +150,10 @@ class MemoryGenerator(CausalGenerator):
     def _build_memory(self) -> NarrativeMemory | EntityMemory | None:
         cfg = self.memory_config
         if cfg.mode in ("nam", "nam+sma"):
-            embed = self._prompt_tokens if cfg.nam_score == "prompt" else None
+            embed = self.prompt_tokens if cfg.nam_score == "prompt" else None
             return NarrativeMemory(cfg.capacity, cfg.record_every, score=cfg.nam_score, embed=embed, gate=cfg.use_nam_gate)
         if cfg.mode == "entity":
-            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every, prefer_place=cfg.entity_prefer_place)
+            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every)
         return None
 
     def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:
@@ -276,7 +276,7 @@ class MemoryGenerator(CausalGenerator):
         )
         self.memory.add(entry, cache.prompt, prompt)
 
-    def _prompt_tokens(self, prompt: str) -> Tensor:
+    def prompt_tokens(self, prompt: str) -> Tensor:
         """The text encoder's token embeddings of ``prompt`` (T, D), padding removed, for NAM's
         prompt relevance; the last few prompts are kept (a bank scores the same ones often)."""
         key = self.text_encoder.cache_key(prompt)

@@ -67,8 +67,6 @@ class MemoryConfig:
         entity_slots: memory frames installed per chunk in "entity" (the attention budget).
         entity_per_entity: entries one entity keeps (its anchor + the newest).
         entity_capacity: entries the entity memory keeps in all.
-        entity_prefer_place: "entity" installs, for each on-screen entity, its entries shot at
-            the chunk's location before its entries from elsewhere (session 17).
         recache: LongLive's KV re-cache at a prompt switch; None = on for the memory modes.
         shot_sink: a new sink at every shot cut, the old one to memory; None = on for the
             memory modes (only they have a memory to put the old sink in).
@@ -95,7 +93,6 @@ class MemoryConfig:
     entity_slots: int = 3
     entity_per_entity: int = 3
     entity_capacity: int = 32
-    entity_prefer_place: bool = False
     recache: bool | None = None
     shot_sink: bool | None = None
     scene_sink: bool | None = None

@@ -55,21 +55,11 @@ class EntityMemory:
         per_entity: entries one entity holds at most.
         capacity: entries held in all.
         record_every: a prototype every this many chunks (plus first appearances).
-        prefer_place: at each chunk, an entity's entries shot at the chunk's location come
-            before its others (each group keeps the order below).
     """
 
     name = "entity"
 
-    def __init__(
-        self,
-        slots: int = DEFAULT_SLOTS,
-        per_entity: int = DEFAULT_PER_ENTITY,
-        capacity: int = DEFAULT_CAPACITY,
-        record_every: int = DEFAULT_RECORD_EVERY,
-        *,
-        prefer_place: bool = False,
-    ) -> None:
+    def __init__(self, slots: int = DEFAULT_SLOTS, per_entity: int = DEFAULT_PER_ENTITY, capacity: int = DEFAULT_CAPACITY, record_every: int = DEFAULT_RECORD_EVERY) -> None:
         if slots < 1 or per_entity < 1 or capacity < max(slots, per_entity) or record_every < 1:
             raise MemoryBankError(
                 f"EntityMemory needs slots >= 1, per_entity >= 1, capacity >= both, record_every >= 1; "
@@ -79,7 +69,6 @@ class EntityMemory:
         self.per_entity = per_entity
         self.capacity = capacity
         self.record_every = record_every
-        self.prefer_place = prefer_place
         self.entries: dict[int, MemoryEntry] = {}  # frame id -> entry, oldest first
         self.tags: dict[str, list[int]] = {}  # entity id -> frame ids, oldest first ([0] = anchor)
         self.seen: dict[str, int] = {}  # entity id -> tick it was last on screen or recorded
@@ -175,21 +164,15 @@ class EntityMemory:
         self.entries.pop(frame, None)
 
     # ----------------------------------------------------------------- read
-    def retrieve(
-        self, entities: tuple[str, ...], *, exclude: set[int] | None = None, limit: int | None = None, place: str | None = None
-    ) -> list[MemoryEntry]:
+    def retrieve(self, entities: tuple[str, ...], *, exclude: set[int] | None = None, limit: int | None = None) -> list[MemoryEntry]:
         """Up to ``limit`` (default ``slots``) entries for ``entities`` in priority order:
-        round-robin over the entities, each one's anchor first, then its newest entries; with
-        a ``place``, each entity's entries at that location before its others."""
+        round-robin over the entities, each one's anchor first, then its newest entries."""
         exclude = exclude or set()
         limit = self.slots if limit is None else limit
         queues = []
         for ent in entities:
             frames = self.tags.get(ent, [])
-            queue = [f for f in frames[:1] + frames[:0:-1] if f not in exclude]
-            if place is not None:
-                queue.sort(key=lambda f: self.entries[f].location != place)  # stable: the order above within each group
-            queues.append(queue)
+            queues.append([f for f in frames[:1] + frames[:0:-1] if f not in exclude])
         chosen: list[int] = []
         depth = 0
         while len(chosen) < limit and any(depth < len(q) for q in queues):
@@ -204,7 +187,7 @@ class EntityMemory:
         ``slots``, none still held by the cache), in time order (outside frames first)."""
         order = (*chunk.characters, chunk.location)
         self._see(order)
-        chosen = self.retrieve(order, exclude=set(cache.frame_indices), place=chunk.location if self.prefer_place else None)
+        chosen = self.retrieve(order, exclude=set(cache.frame_indices))
         chosen.sort(key=lambda e: e.frame)
         install(cache, chosen)
         return chosen
