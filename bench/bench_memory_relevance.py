@@ -158,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(cases)))
     if args.json:
         import json
-        with open(args.json, "w") as f:
-            json.dump(cases, f)
+
+        from longtake.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(cases))
     return 0
 
 

@@ -104,7 +104,7 @@ def memory_cmd(
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
-                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate if nam_score == "prompt" else None}})
+                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate}})
     _show(result, out_dir)
 
 
