@@ -87,7 +87,7 @@ def instrument(generator: Any, cases: list[dict[str, Any]]) -> dict[str, Any]:
         entries = [e for e in (generator.memory.entries if generator.memory is not None else []) if e.frame not in held]
         state.update(chunk=chunk, entries=entries, rec=QueryRecorder(),
                      nam=nam_scores(cache.prompt, entries).tolist() if entries else [],
-                     prompt=[prompt_similarity(generator.prompt_tokens, chunk.prompt, e.prompt) for e in entries])
+                     prompt=[prompt_similarity(generator.prompt_vector, chunk.prompt, e.prompt) for e in entries])
         cache.memory_selector = state["rec"]
 
     def after_write(chunk: Any, cache: Any, x0: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from longtake.cli import app
 from longtake.eval.memory_bench import background_mask, background_similarity, plan_story, score_story, summarise
-from longtake.memory.config import NAM_GATE
+from longtake.memory.config import PROMPT_GATE
 from longtake.plan import plan
 from longtake.script import Story
 
@@ -116,7 +116,7 @@ def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_p
     assert shot == {False: True, True: False} and runs[True]["settings"]["shot_sink"] is False
     assert runs[True]["generators"]["sink"] == runs[False]["generators"]["sink"]  # sink-only has no shot sink either way
     nam = runs[False]["generators"]["nam"]["settings"]["memory"]
-    assert (nam["nam_score"], nam["nam_gate"]) == ("prompt", NAM_GATE) and runs[False]["settings"]["nam"] == {"score": "prompt", "gate": NAM_GATE}
+    assert (nam["nam_score"], nam["nam_gate"]) == ("prompt", PROMPT_GATE) and runs[False]["settings"]["nam"] == {"score": "prompt", "gate": PROMPT_GATE}
 
 
 def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
@@ -129,6 +129,7 @@ def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
     res = json.loads((out / "memory_bench.json").read_text())
     nam = res["generators"]["nam"]["settings"]["memory"]
     assert (nam["nam_score"], nam["nam_gate"]) == ("memflow", None) and res["settings"]["nam"] == {"score": "memflow", "gate": None}
+    assert res["settings"]["entity_gate"] == PROMPT_GATE and res["generators"]["nam"]["settings"]["memory"]["entity_gate"] == PROMPT_GATE
 
 
 @pytest.mark.parametrize("args, message", [
@@ -140,6 +141,7 @@ def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
     (["--nam-score", "clip"], "--nam-score 'clip': expected prompt or memflow"),
     (["--nam-score", "memflow", "--nam-gate", "0.5"], "--nam-gate 0.5: expected a cosine similarity"),
     (["--nam-gate", "2"], "--nam-gate 2.0: expected a cosine similarity"),
+    (["--entity-gate", "3"], "--entity-gate 3.0: expected a cosine similarity"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = runner.invoke(app, ["bench", "memory", *args])

@@ -1,5 +1,6 @@
-"""NAM's prompt relevance (session 17): frames ranked by the prompt they were written under
-against the current one, and the gate that keeps other places' frames out of attention."""
+"""Prompt relevance (session 17): NAM's frames ranked by the prompt they were written under
+against the current one, and the gate (NAM and entity memory) that keeps frames of other
+settings out of attention."""
 
 from __future__ import annotations
 
@@ -7,23 +8,28 @@ import pytest
 import torch
 from memory_parts import make_gen, make_story, plan_for, tiny_parts
 
-from longtake.memory import MemoryBankError, MemoryEntry, NarrativeMemory
+from longtake.memory import EntityMemory, MemoryBankError, MemoryEntry, NarrativeMemory
 from longtake.memory import bank as bank_mod
-from longtake.memory.config import NAM_GATE, MemoryConfig
+from longtake.memory.config import PROMPT_GATE, MemoryConfig
 from longtake.memory.entry import prompt_scores, prompt_similarity
 from longtake.model import KVCache
 from longtake.plan.timeline import Chunk
 
 LAYERS, HEADS, DH, TPF = 2, 2, 4, 3
 
-#: A hand-made "text encoder": each word is a fixed vector, a prompt the stack of its words'.
+#: A hand-made "text encoder": each word is a fixed vector, a prompt the mean of its words'.
 WORDS = {
     "mia": [1.0, 0.0, 0.0], "tom": [0.0, 1.0, 0.0], "office": [0.0, 0.0, 1.0], "park": [0.0, 1.0, 1.0], "walks": [1.0, 1.0, 0.0],
 }
 
 
 def embed(text: str) -> torch.Tensor:
-    return torch.tensor([WORDS[w] for w in text.split()]) if text else torch.zeros(0, 3)
+    return torch.tensor([WORDS[w] for w in text.split()]).mean(dim=0)
+
+
+def _kv(frame: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    k = torch.zeros(1, HEADS, TPF, DH)
+    return [k] * LAYERS, [torch.full_like(k, float(frame))] * LAYERS
 
 
 def entry(frame: int, text: str) -> MemoryEntry:
@@ -83,10 +89,10 @@ def test_bank_and_config_refuse_inconsistent_settings():
         MemoryConfig(mode="nam", nam_gate=1.5)
     with pytest.raises(MemoryBankError, match="nam_score"):
         MemoryConfig(mode="nam", nam_score="clip")  # type: ignore[arg-type]
-    assert MemoryConfig(mode="nam").use_nam_gate == NAM_GATE
+    assert MemoryConfig(mode="nam").use_nam_gate == PROMPT_GATE
     assert MemoryConfig(mode="nam", nam_gate=-1.0).use_nam_gate == -1.0
     assert MemoryConfig(mode="nam", nam_score="memflow").use_nam_gate is None
-    assert MemoryConfig(mode="nam").to_dict()["nam_gate"] == NAM_GATE
+    assert MemoryConfig(mode="nam").to_dict()["nam_gate"] == PROMPT_GATE
 
 
 def test_entry_prompt_survives_a_state_round_trip_and_old_states_load():
@@ -118,3 +124,38 @@ def test_generator_scores_and_gates_with_the_chunk_prompt(monkeypatch):
             assert e.prompt == prompts[e.chunk]
     assert scored > 0
     assert gen.info().settings["memory"]["nam_score"] == "prompt"
+
+
+def test_entity_gate_keeps_out_generated_frames_of_other_settings_but_never_refs():
+    mem = EntityMemory(slots=3, per_entity=3, capacity=10, embed=embed, gate=0.85)
+    for frame, ents, text in [(0, ("office", "mia"), "mia office"), (5, ("park", "mia"), "mia park"), (9, ("office", "mia"), "mia walks office")]:
+        mem.add(MemoryEntry(frame, frame, ents, ents[0], "frame", *_kv(frame), text))
+    ref = MemoryEntry(-1, -1, ("mia",), "", "ref", *_kv(-1))  # a reference image: no prompt, never gated
+    mem.add(ref)
+    cache = KVCache(LAYERS, sink_frames=0, window_frames=None)
+    at_office = Chunk(12, 96, 8, 0, 0, 0, "mia office", ("mia",), "office", "static", "cut", False, False, (0.0, 1.0))
+    # mia's queue: her anchor 0, then newest first: -1 (the ref, added last), 9, 5; "mia park" scores 0.82 < 0.85
+    assert [e.frame for e in mem.select(at_office, cache)] == [-1, 0, 9]
+    at_park = Chunk(13, 104, 8, 0, 0, 0, "tom park", ("mia",), "park", "static", "cut", False, False, (0.0, 1.0))
+    assert [e.frame for e in mem.select(at_park, cache)] == [-1]  # "mia park" vs "tom park": 0.77; the office frames 0.32
+    plain = EntityMemory(slots=3, per_entity=3, capacity=10)
+    for e in mem.entries.values():
+        plain.add(e)
+    assert len(plain.select(at_park, cache)) == 3  # without a gate: mia's frames from everywhere
+    with pytest.raises(MemoryBankError, match="embed"):
+        EntityMemory(gate=0.5)
+
+
+def test_entity_gate_settings():
+    assert MemoryConfig(mode="entity").use_entity_gate == PROMPT_GATE
+    assert MemoryConfig(mode="entity", entity_gate=-1.0).use_entity_gate is None
+    assert MemoryConfig(mode="entity").to_dict()["entity_gate"] == PROMPT_GATE
+    with pytest.raises(MemoryBankError, match="entity_gate"):
+        MemoryConfig(mode="entity", entity_gate=2.0)
+    gen = make_gen(tiny_parts(), MemoryConfig(mode="entity"))
+    tl = plan_for(gen, make_story())
+    for _ in gen.stream(tl, seed=0):
+        assert gen.memory.gate == PROMPT_GATE and gen.memory.embed is not None
+    off = make_gen(tiny_parts(), MemoryConfig(mode="entity", entity_gate=-1.0))
+    for _ in off.stream(tl, seed=0):
+        assert off.memory.gate is None

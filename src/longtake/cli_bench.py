@@ -44,6 +44,7 @@ def memory_cmd(
     no_shot_sink: Annotated[bool, typer.Option("--no-shot-sink", help="Memory modes keep sink and window at a cut within a place, as sink-only does, with memory added (MemoryConfig.shot_sink=False; LongLive/MemFlow's layout).")] = False,
     nam_score: Annotated[str, typer.Option("--nam-score", help="How NAM ranks its frames: prompt (default: the frames' prompts against the current one) or memflow (MemFlow's text keys . frame keys) (docs/memory.md).")] = "prompt",
     nam_gate: Annotated[float | None, typer.Option("--nam-gate", help="With --nam-score prompt: the relevance (cosine, -1 to 1) a NAM frame needs to be installed; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
+    entity_gate: Annotated[float | None, typer.Option("--entity-gate", help="Entity mode installs a generated frame only when its prompt reaches this relevance (cosine, -1 to 1) to the chunk's; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
     merge: Annotated[list[Path] | None, typer.Option("--merge", help="Render nothing: merge these memory_bench.json files of disjoint runs (--first) into one table (repeat).", show_default=False)] = None,
 ) -> None:
@@ -65,6 +66,8 @@ def memory_cmd(
         raise fail([f"--nam-score {nam_score!r}: expected prompt or memflow"])
     if nam_gate is not None and (nam_score != "prompt" or not -1.0 <= nam_gate <= 1.0):
         raise fail([f"--nam-gate {nam_gate}: expected a cosine similarity from -1 to 1, with --nam-score prompt"])
+    if entity_gate is not None and not -1.0 <= entity_gate <= 1.0:
+        raise fail([f"--entity-gate {entity_gate}: expected a cosine similarity from -1 to 1"])
     if min_return_gap is not None and min_return_gap <= 0:
         raise fail([f"--min-return-gap {min_return_gap}: expected a positive number of seconds"])
 
@@ -88,7 +91,7 @@ def memory_cmd(
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
                                shot_sink=False if no_shot_sink and m in MEMORY_SEGMENT_MODES else None,
-                               nam_score=nam_score, nam_gate=nam_gate) for m in modes}  # type: ignore[arg-type]
+                               nam_score=nam_score, nam_gate=nam_gate, entity_gate=entity_gate) for m in modes}  # type: ignore[arg-type]
     generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}
     rows = [TRUTH, *modes]
     with Progress(TextColumn("[bold]{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
@@ -104,7 +107,8 @@ def memory_cmd(
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
-                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate}})
+                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate},
+                                            "entity_gate": configs[modes[0]].use_entity_gate})
     _show(result, out_dir)
 
 

@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 #: Coverage above which a kept figure replaces the sampled latents, for a model without
 #: ``paint_composite`` (else that threshold).
 FIGURE_THRESHOLD = 0.3
-#: Prompts whose token embeddings the NAM prompt score keeps (about 128 KB each, built-in model).
-_TOKEN_CACHE_PROMPTS = 16
+#: Prompt embeddings the prompt relevance keeps (one D-vector each; entity memory holds up to 32 prompts).
+_PROMPT_VECTORS = 256
 #: Chunk-seed indices of the casting pass (far from any real chunk index).
 _CAST_SEED_BASE = 2**40
 
@@ -100,7 +100,7 @@ class MemoryGenerator(CausalGenerator):
         self._latents: dict[int, Tensor] = {}  # frame -> clean latent (1, C, 1, H, W) of held frames
         self._sink_meta: dict[str, Any] | None = None  # the chunk whose first frame starts the sink
         self._slot_ids: dict[str, str] = {}  # a character's name (as prompts introduce it) -> its id, for figures
-        self._token_cache: OrderedDict[str, Tensor] = OrderedDict()  # NAM prompt score: prompt -> token embeddings
+        self._prompt_vectors: OrderedDict[str, Tensor] = OrderedDict()  # prompt relevance: prompt -> mean token embedding
         self.attended_tokens = 0
         self.selected: list[int] = []
         self.selected_tags: list[tuple[str, tuple[str, ...]]] = []
@@ -150,10 +150,12 @@ class MemoryGenerator(CausalGenerator):
     def _build_memory(self) -> NarrativeMemory | EntityMemory | None:
         cfg = self.memory_config
         if cfg.mode in ("nam", "nam+sma"):
-            embed = self.prompt_tokens if cfg.nam_score == "prompt" else None
+            embed = self.prompt_vector if cfg.nam_score == "prompt" else None
             return NarrativeMemory(cfg.capacity, cfg.record_every, score=cfg.nam_score, embed=embed, gate=cfg.use_nam_gate)
         if cfg.mode == "entity":
-            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every)
+            gate = cfg.use_entity_gate
+            return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every,
+                                embed=self.prompt_vector if gate is not None else None, gate=gate)
         return None
 
     def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:
@@ -276,20 +278,21 @@ class MemoryGenerator(CausalGenerator):
         )
         self.memory.add(entry, cache.prompt, prompt)
 
-    def prompt_tokens(self, prompt: str) -> Tensor:
-        """The text encoder's token embeddings of ``prompt`` (T, D), padding removed, for NAM's
-        prompt relevance; the last few prompts are kept (a bank scores the same ones often)."""
+    def prompt_vector(self, prompt: str) -> Tensor:
+        """The mean of the text encoder's token embeddings of ``prompt`` (D,), padding excluded:
+        what the prompt relevance of NAM and entity memory compares; recent prompts are kept."""
         key = self.text_encoder.cache_key(prompt)
-        emb = self._token_cache.get(key)
-        if emb is None:
+        vec = self._prompt_vectors.get(key)
+        if vec is None:
             with torch.inference_mode():
                 out, mask = self.text_encoder.encode([prompt])  # (1, T, D), (1, T)
-            emb = out[0][mask[0]].float().cpu()  # (T', D)
-            self._token_cache[key] = emb
-            while len(self._token_cache) > _TOKEN_CACHE_PROMPTS:
-                self._token_cache.popitem(last=False)
-        self._token_cache.move_to_end(key)
-        return emb
+            tokens = out[0][mask[0]].float().cpu()  # (T', D)
+            vec = tokens.mean(dim=0) if len(tokens) else torch.zeros(out.shape[-1])
+            self._prompt_vectors[key] = vec
+            while len(self._prompt_vectors) > _PROMPT_VECTORS:
+                self._prompt_vectors.popitem(last=False)
+        self._prompt_vectors.move_to_end(key)
+        return vec
 
     def _recache(self, cache: KVCache, prompt: str) -> None:
         """LongLive's KV re-cache: write the held sink and window frames again under the cache's

@@ -60,7 +60,7 @@ class NarrativeMemory:
         record_every: a prototype every this many chunks (MemFlow: 3).
         score: "memflow" (text keys . frame keys) or "prompt" (the frames' prompts against
             the current one; needs ``embed``).
-        embed: prompt -> token embeddings (T, D), padding removed (the model's text encoder).
+        embed: prompt -> its mean token embedding (D,) (the model's text encoder).
         gate: with the prompt score, the relevance a frame needs to be installed (None: all).
     """
 

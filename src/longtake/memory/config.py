@@ -38,8 +38,9 @@ MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
 DEFAULT_MODE: MemoryMode = "sink"
 
 
-#: NAM's default relevance gate for the prompt score (``MemoryConfig.nam_gate``).
-NAM_GATE = 0.83
+#: The default prompt-relevance gate of NAM (with the prompt score) and entity memory
+#: (``MemoryConfig.nam_gate``, ``entity_gate``): set for the built-in text encoder.
+PROMPT_GATE = 0.83
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class MemoryConfig:
             built-in model it prefers frames of other places, docs/memory.md).
         nam_gate: with the prompt score, the relevance (a cosine similarity, -1 to 1) a bank
             frame needs to be installed for a chunk; -1 installs every frame, as MemFlow does.
-            None: :data:`NAM_GATE` with the prompt score (it keeps frames written under prompts
+            None: :data:`PROMPT_GATE` with the prompt score (it keeps frames written under prompts
             of the same setting and drops the others at a cut to another place; calibrated on
             storyworld-bench stories 30-34, docs/memory.md), no gate with the MemFlow score.
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
@@ -67,6 +68,10 @@ class MemoryConfig:
         entity_slots: memory frames installed per chunk in "entity" (the attention budget).
         entity_per_entity: entries one entity keeps (its anchor + the newest).
         entity_capacity: entries the entity memory keeps in all.
+        entity_gate: "entity" installs a generated frame only when the prompt it was written
+            under reaches this relevance to the chunk's prompt (as ``nam_gate``; reference
+            images, casting frames and imported entries are never gated); -1 installs every
+            retrieved frame (before session 17). None: :data:`PROMPT_GATE`.
         recache: LongLive's KV re-cache at a prompt switch; None = on for the memory modes.
         shot_sink: a new sink at every shot cut, the old one to memory; None = on for the
             memory modes (only they have a memory to put the old sink in).
@@ -93,6 +98,7 @@ class MemoryConfig:
     entity_slots: int = 3
     entity_per_entity: int = 3
     entity_capacity: int = 32
+    entity_gate: float | None = None
     recache: bool | None = None
     shot_sink: bool | None = None
     scene_sink: bool | None = None
@@ -111,6 +117,8 @@ class MemoryConfig:
             raise MemoryBankError(
                 f"nam_gate needs nam_score 'prompt' and a value in [-1, 1] (a cosine similarity); got {self.nam_gate!r} with nam_score {self.nam_score!r}"
             )
+        if self.entity_gate is not None and not -1.0 <= self.entity_gate <= 1.0:
+            raise MemoryBankError(f"entity_gate must be a cosine similarity in [-1, 1]; got {self.entity_gate!r}")
         if self.sma_per not in ("head", "chunk"):
             raise MemoryBankError(f"sma_per must be 'head' or 'chunk', got {self.sma_per!r}")
         if self.shot_sink and self.mode not in MEMORY_SEGMENT_MODES:
@@ -130,7 +138,13 @@ class MemoryConfig:
         """The NAM relevance gate in force: None with the MemFlow score."""
         if self.nam_score != "prompt":
             return None
-        return NAM_GATE if self.nam_gate is None else float(self.nam_gate)
+        return PROMPT_GATE if self.nam_gate is None else float(self.nam_gate)
+
+    @property
+    def use_entity_gate(self) -> float | None:
+        """The entity memory's relevance gate in force: None when off (-1)."""
+        gate = PROMPT_GATE if self.entity_gate is None else float(self.entity_gate)
+        return None if gate <= -1.0 else gate
 
     @property
     def use_recache(self) -> bool:
@@ -162,5 +176,6 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
-        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, nam_gate=self.use_nam_gate)
+        out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, nam_gate=self.use_nam_gate,
+                   entity_gate=self.use_entity_gate)
         return out

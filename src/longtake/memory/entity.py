@@ -35,7 +35,7 @@ from typing import Any
 from torch import Tensor
 
 from longtake.memory.bank import DEFAULT_RECORD_EVERY, is_record_chunk
-from longtake.memory.entry import KIND_FRAME, KIND_IMPORT, MemoryEntry, entry_from_cache, entry_from_kv, install
+from longtake.memory.entry import KIND_FRAME, KIND_IMPORT, Embed, MemoryEntry, entry_from_cache, entry_from_kv, install, prompt_similarity
 from longtake.memory.errors import MemoryBankError
 from longtake.model.kv_cache import KVCache, PromptKV
 from longtake.plan.timeline import Chunk
@@ -55,11 +55,23 @@ class EntityMemory:
         per_entity: entries one entity holds at most.
         capacity: entries held in all.
         record_every: a prototype every this many chunks (plus first appearances).
+        embed, gate: with both, a generated frame (kind "frame") is installed only when its
+            prompt's relevance to the chunk's prompt (:func:`~longtake.memory.entry.prompt_similarity`)
+            reaches ``gate``; frames from outside the render (refs, casting, imports) always may be.
     """
 
     name = "entity"
 
-    def __init__(self, slots: int = DEFAULT_SLOTS, per_entity: int = DEFAULT_PER_ENTITY, capacity: int = DEFAULT_CAPACITY, record_every: int = DEFAULT_RECORD_EVERY) -> None:
+    def __init__(
+        self,
+        slots: int = DEFAULT_SLOTS,
+        per_entity: int = DEFAULT_PER_ENTITY,
+        capacity: int = DEFAULT_CAPACITY,
+        record_every: int = DEFAULT_RECORD_EVERY,
+        *,
+        embed: Embed | None = None,
+        gate: float | None = None,
+    ) -> None:
         if slots < 1 or per_entity < 1 or capacity < max(slots, per_entity) or record_every < 1:
             raise MemoryBankError(
                 f"EntityMemory needs slots >= 1, per_entity >= 1, capacity >= both, record_every >= 1; "
@@ -68,7 +80,11 @@ class EntityMemory:
         self.slots = slots
         self.per_entity = per_entity
         self.capacity = capacity
+        if gate is not None and embed is None:
+            raise MemoryBankError("an entity memory gate needs the text encoder's embed function")
         self.record_every = record_every
+        self.embed = embed
+        self.gate = gate
         self.entries: dict[int, MemoryEntry] = {}  # frame id -> entry, oldest first
         self.tags: dict[str, list[int]] = {}  # entity id -> frame ids, oldest first ([0] = anchor)
         self.seen: dict[str, int] = {}  # entity id -> tick it was last on screen or recorded
@@ -184,10 +200,16 @@ class EntityMemory:
 
     def select(self, chunk: Chunk, cache: KVCache) -> list[MemoryEntry]:
         """Install the entries of the on-screen characters, then of the location (at most
-        ``slots``, none still held by the cache), in time order (outside frames first)."""
+        ``slots``, none still held by the cache, with a gate none of the generated frames
+        written under a prompt too far from the chunk's), in time order (outside frames first)."""
         order = (*chunk.characters, chunk.location)
         self._see(order)
-        chosen = self.retrieve(order, exclude=set(cache.frame_indices))
+        exclude = set(cache.frame_indices)
+        if self.gate is not None:
+            assert self.embed is not None
+            candidates = {f for ent in order for f in self.tags.get(ent, []) if f not in exclude and self.entries[f].kind == KIND_FRAME}
+            exclude |= {f for f in candidates if prompt_similarity(self.embed, chunk.prompt, self.entries[f].prompt) < self.gate}
+        chosen = self.retrieve(order, exclude=exclude)
         chosen.sort(key=lambda e: e.frame)
         install(cache, chosen)
         return chosen

@@ -149,21 +149,18 @@ def nam_scores(prompt: PromptKV | None, entries: list[MemoryEntry]) -> Tensor:
     return (pooled * text[None]).sum(-1).mean(dim=(1, 2)) / math.sqrt(text.shape[-1])  # (E,)
 
 
-#: A text embedding function: prompt -> its token embeddings (T, D), padding removed.
+#: A prompt embedding: prompt -> the mean of its token embeddings (D,), padding excluded.
 Embed = Callable[[str], Tensor]
 
 
 def prompt_similarity(embed: Embed, current: str, other: str) -> float:
-    """Cosine similarity of the two prompts' mean token embeddings (the model's own text
-    encoder): 1 for prompts that encode alike. -1 when ``other`` is empty (an entry whose prompt
-    is unknown ranks last). On the built-in encoder, prompts of the same StoryWorld setting
-    score 0.85-1 and of another setting at most 0.81 (docs/memory.md)."""
+    """Cosine similarity of the two prompts' mean token embeddings (``embed``: the model's own
+    text encoder): 1 for prompts that encode alike. -1 when ``other`` is empty (an entry whose
+    prompt is unknown ranks last). On the built-in encoder, prompts of the same StoryWorld
+    setting score 0.79-1 and of another setting at most 0.81 (docs/memory.md)."""
     if not other:
         return -1.0
-    a, b = embed(current).float(), embed(other).float()  # (Ta, D), (Tb, D)
-    if not len(a) or not len(b):
-        return -1.0
-    return float(torch.nn.functional.cosine_similarity(a.mean(dim=0), b.mean(dim=0), dim=0))
+    return float(torch.nn.functional.cosine_similarity(embed(current).float(), embed(other).float(), dim=0))
 
 
 def prompt_scores(embed: Embed, current: str, entries: list[MemoryEntry]) -> Tensor:
