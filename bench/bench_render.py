@@ -19,6 +19,12 @@ Columns:
     load s       loading the weights folder (before the render starts)
     peak RSS MB  peak resident memory of the subprocess
     RSS@10% / RSS@end  resident memory after 10% of the chunks and at the last chunk
+    attended     the most cached tokens one attention head read for a chunk (sink + memory
+                 + window; KV cache bound, docs/memory.md "Bounded attention")
+
+``--memory MODE ...`` measures each memory mode (docs/memory.md) the same way, one after the
+other, in one table (default: the default mode, sink). Each mode's short and long renders are
+its own processes; modes are compared side by side in one run only.
 
 Targets: >= 1.0x real time, first frames < 1 s, per-frame time of a 10-minute render within
 5% of a 10-second one, peak RSS growth < 50 MB.
@@ -27,6 +33,7 @@ Targets: >= 1.0x real time, first frames < 1 s, per-frame time of a 10-minute re
     python bench/bench_render.py --weights DIR        # another model folder
     python bench/bench_render.py --random-weights     # builtin preset, random weights (speed only)
     python bench/bench_render.py --random-weights --repeats 3 --skip-long
+    python bench/bench_render.py --memory sink nam nam+sma entity
 """
 
 from __future__ import annotations
@@ -105,21 +112,22 @@ def child(args: argparse.Namespace) -> None:
     import psutil
     import torch
 
-    from longtake.generate.builtin import builtin_generator
-    from longtake.pipeline import plan_for, render_story
+    from longtake.pipeline import load_generator, plan_for, render_story
 
     torch.set_num_threads(args.threads)
     proc = psutil.Process()
-    t0 = time.perf_counter()
-    gen = builtin_generator(args.weights)
-    load = time.perf_counter() - t0
     story = _story(Path(args.story), args.seconds)
+    t0 = time.perf_counter()
+    gen = load_generator("builtin", story=story, weights=args.weights, memory=args.memory[0])  # as `longtake render --memory` builds it
+    load = time.perf_counter() - t0
     tl = plan_for(story, gen)
     mark = max(1, len(tl) // 10)
     rss: dict[str, float] = {}
     first_chunk = {"frames": tl.chunks[0].num_frames}
+    attended = {"max": 0}
 
     def on_progress(p) -> None:
+        attended["max"] = max(attended["max"], int(getattr(gen, "attended_tokens", 0)))
         if p.chunks_done == 1:
             first_chunk["t"] = p.elapsed
         if p.chunks_done == mark:
@@ -139,22 +147,28 @@ def child(args: argparse.Namespace) -> None:
         "video_s": frames / tl.fps, "frames": frames, "chunks": len(tl), "wall_s": res.wall_seconds,
         "rt": res.realtime_factor, "first_s": res.first_frame_latency, "ms_per_frame": 1000 * res.wall_seconds / frames,
         "steady_ms_per_frame": 1000 * steady, "cpu_ms_per_frame": 1000 * cpu / frames, "load_s": load, "peak_rss_mb": peak, "rss10_mb": rss.get("at10"), "rss_end_mb": rss.get("end"),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "attended": attended["max"], "memory": gen.info().settings["memory"]["mode"],
     }))
 
 
-def measure(args: argparse.Namespace, weights: Path, seconds: float | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--weights", str(weights), "--story", str(args.story), "--threads", str(args.threads)]
+def measure(args: argparse.Namespace, weights: Path, seconds: float | None, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--weights", str(weights), "--story", str(args.story), "--threads", str(args.threads),
+           "--memory", mode]
     if seconds is not None:
         cmd += ["--seconds", str(seconds)]
     env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONWARNINGS": "ignore"}  # as `longtake render` sets it (cli.py)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(f"bench_render: the {mode} render failed (exit {out.returncode}):\n{out.stderr.strip()[-2000:]}")
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    if m["memory"] != mode:
+        sys.exit(f"bench_render: asked for memory mode {mode}, the generator ran {m['memory']}")
+    return m
 
 
 def row(name: str, m: dict) -> str:
-    return (f"| {name} | {m['video_s']:.1f} | {m['wall_s']:.2f} | {m['rt']:.2f}x | {m['first_s']:.3f} | {m['ms_per_frame']:.1f} | "
-            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss_end_mb']:.0f} |")
+    return (f"| {m['memory']} | {name} | {m['video_s']:.1f} | {m['wall_s']:.2f} | {m['rt']:.2f}x | {m['first_s']:.3f} | {m['ms_per_frame']:.1f} | "
+            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss_end_mb']:.0f} | {m['attended']} |")
 
 
 def median(ms: list[dict]) -> dict:
@@ -170,9 +184,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="repeats of the short render (median)")
     ap.add_argument("--skip-long", action="store_true", help="only the short render")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory", nargs="+", default=None, metavar="MODE",
+                    help="memory modes to measure, one after the other (default: the default mode; docs/memory.md)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from longtake.memory.config import DEFAULT_MODE, MEMORY_MODES
+
+    args.memory = args.memory or [DEFAULT_MODE]
+    for mode in args.memory:
+        if mode not in MEMORY_MODES:
+            ap.error(f"--memory: unknown mode {mode!r}; expected one of {', '.join(MEMORY_MODES)}")
     if args.child:
         child(args)
         return
@@ -188,26 +210,40 @@ def main() -> None:
             if not weights_present(weights):
                 sys.exit(f"no built-in weights in {weights}; pass --weights DIR or --random-weights")
             source = str(weights)
-        short = [measure(args, weights, args.short_seconds) for _ in range(args.repeats)]
-        s = median(short)
-        long = None if args.skip_long else measure(args, weights, None)
+        results = []
+        for mode in args.memory:
+            short = [measure(args, weights, args.short_seconds, mode) for _ in range(args.repeats)]
+            long = None if args.skip_long else measure(args, weights, None, mode)
+            results.append((short, median(short), long))
 
-    print(f"built-in model render, 128x128 @ 16 fps, {s['threads']} torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}, "
+    threads = results[0][1]["threads"]
+    print(f"built-in model render, 128x128 @ 16 fps, {threads} torch threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}, "
           f"weights: {source}; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"short: first {args.short_seconds:g} s of {args.story.name} (median of {args.repeats}); long: all of it (1 run)\n")
-    print("| story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / end MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(row(f"{args.short_seconds:g} s", s))
-    if long is not None:
-        print(row(f"{long['video_s']:.0f} s", long))
-        print()
-        print(f"per-frame time long / short: {long['ms_per_frame'] / s['ms_per_frame']:.3f} (all frames), "
-              f"{long['steady_ms_per_frame'] / s['steady_ms_per_frame']:.3f} (steady), "
-              f"{long['cpu_ms_per_frame'] / s['cpu_ms_per_frame']:.3f} (CPU time)  [target within 5%]")
-        print(f"peak RSS growth long - short: {long['peak_rss_mb'] - s['peak_rss_mb']:+.1f} MB; "
-              f"within the long render, RSS@end - RSS@10%: {long['rss_end_mb'] - long['rss10_mb']:+.1f} MB  [target < 50 MB]")
-    print(f"short runs: x real time {[round(m['rt'], 2) for m in short]}, first s {[round(m['first_s'], 3) for m in short]}")
-
+    print(f"short: first {args.short_seconds:g} s of {args.story.name} (median of {args.repeats}); long: all of it (1 run); "
+          f"memory modes one after the other: {', '.join(args.memory)}\n")
+    print("| memory | story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / end MB | attended |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for short, s, long in results:
+        print(row(f"{args.short_seconds:g} s", s))
+        if long is not None:
+            print(row(f"{long['video_s']:.0f} s", long))
+    base = results[0][1]
+    for short, s, long in results:
+        print(f"\n{s['memory']}:")
+        if long is not None:
+            print(f"  per-frame time long / short: {long['ms_per_frame'] / s['ms_per_frame']:.3f} (all frames), "
+                  f"{long['steady_ms_per_frame'] / s['steady_ms_per_frame']:.3f} (steady), "
+                  f"{long['cpu_ms_per_frame'] / s['cpu_ms_per_frame']:.3f} (CPU time)  [target within 5%]")
+            print(f"  peak RSS growth long - short: {long['peak_rss_mb'] - s['peak_rss_mb']:+.1f} MB; "
+                  f"within the long render, RSS@end - RSS@10%: {long['rss_end_mb'] - long['rss10_mb']:+.1f} MB  [target < 50 MB]")
+            print(f"  attended tokens per chunk, most: short {s['attended']}, long {long['attended']}  [bounded: equal]")
+        if s is not base:
+            ref = results[0][2] if long is not None else None
+            cmp = f"{100 * (s['steady_ms_per_frame'] / base['steady_ms_per_frame'] - 1):+.1f}% steady ms/frame (short)"
+            if ref is not None and long is not None:
+                cmp += f", {100 * (long['cpu_ms_per_frame'] / ref['cpu_ms_per_frame'] - 1):+.1f}% CPU ms/frame (long)"
+            print(f"  against {base['memory']}: {cmp}")
+        print(f"  short runs: x real time {[round(m['rt'], 2) for m in short]}, first s {[round(m['first_s'], 3) for m in short]}")
 
 if __name__ == "__main__":
     main()

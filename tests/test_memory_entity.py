@@ -7,7 +7,7 @@ import pytest
 import torch
 from memory_parts import SIZE, make_gen, make_story, plan_for, ref_image, tiny_parts
 
-from longtake.memory import CastMember, EntityMemory, MemoryBankError, MemoryEntry
+from longtake.memory import CastMember, EntityMemory, MemoryBankError, MemoryConfig, MemoryEntry
 from longtake.memory.cast import image_to_video
 from longtake.model import KVCache
 
@@ -52,7 +52,7 @@ def test_bad_settings_are_refused():
 
 
 def test_a_returning_character_gets_her_frames_back(parts):
-    gen = make_gen(parts, "entity")
+    gen = make_gen(parts, MemoryConfig(mode="entity", entity_place=False))  # her frames from the room, by id
     tl = plan_for(gen, make_story())
     back = next(c for c in tl.chunks if c.index > 4 and "mia" in c.characters)  # the park shot
     for fc in gen.stream(tl, seed=0):
@@ -62,6 +62,22 @@ def test_a_returning_character_gets_her_frames_back(parts):
             assert not set(gen.selected) & set(gen.cache.frame_indices[:-gen.latent_frames_per_chunk])  # not from the window
             assert min(gen.selected) < back.index * gen.latent_frames_per_chunk - 6  # long out of the window
     assert gen.memory.of("tom") and gen.memory.of("park")
+
+
+def test_the_place_gate_keeps_frames_of_other_places_out_by_default(parts):
+    gen = make_gen(parts, "entity")
+    assert gen.memory_config.entity_place
+    tl = plan_for(gen, make_story())
+    back = next(c for c in tl.chunks if c.index > 4 and "mia" in c.characters)  # mia in the park, her frames are from the room
+    installed = 0
+    for fc in gen.stream(tl, seed=0):
+        assert gen.memory.same_place
+        chosen = [gen.memory.entries[f] for f in gen.selected]
+        assert all(e.location == fc.chunk.location for e in chosen), f"chunk {fc.chunk.index}: a frame of another place installed"
+        installed += len(chosen)
+        if fc.chunk.index == back.index:
+            assert gen.selected == [] and gen.memory.of("mia")  # she has frames, all from the room
+    assert installed > 0  # frames of the same place still come back
 
 
 def test_reference_images_are_encoded_before_the_first_chunk(parts):

@@ -146,6 +146,23 @@ def test_entity_gate_keeps_out_generated_frames_of_other_settings_but_never_refs
         EntityMemory(gate=0.5)
 
 
+def test_place_gate_keeps_out_other_places_whatever_the_prompts_say_but_never_refs():
+    # the same prompt at two places: the prompt gate lets both in, the place tag does not
+    mem = EntityMemory(slots=3, per_entity=3, capacity=10, embed=embed, gate=0.85, same_place=True)
+    for frame, ents in [(0, ("office", "mia")), (5, ("park", "mia")), (9, ("office", "mia"))]:
+        mem.add(MemoryEntry(frame, frame, ents, ents[0], "frame", *_kv(frame), "mia walks"))
+    mem.add(MemoryEntry(-1, -1, ("mia",), "park", "ref", *_kv(-1)))  # a reference image: never held back
+    cache = KVCache(LAYERS, sink_frames=0, window_frames=None)
+    at_park = Chunk(12, 96, 8, 0, 0, 0, "mia walks", ("mia",), "park", "static", "cut", False, False, (0.0, 1.0))
+    assert [e.frame for e in mem.select(at_park, cache)] == [-1, 5]
+    at_office = Chunk(13, 104, 8, 0, 0, 0, "mia walks", ("mia",), "office", "static", "cut", False, False, (0.0, 1.0))
+    assert [e.frame for e in mem.select(at_office, cache)] == [-1, 0, 9]
+    mem.same_place = False
+    assert [e.frame for e in mem.select(at_park, cache)] == [-1, 0, 5]  # without it: anchor 0 from the office too
+    assert MemoryConfig(mode="entity").to_dict()["entity_place"] is True
+    assert make_gen(tiny_parts(), MemoryConfig(mode="entity", entity_place=False)).memory_config.entity_place is False
+
+
 def test_entity_gate_settings():
     assert MemoryConfig(mode="entity").use_entity_gate == PROMPT_GATE
     assert MemoryConfig(mode="entity", entity_gate=-1.0).use_entity_gate is None

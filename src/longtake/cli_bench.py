@@ -45,6 +45,7 @@ def memory_cmd(
     nam_score: Annotated[str, typer.Option("--nam-score", help="How NAM ranks its frames: prompt (default: the frames' prompts against the current one) or memflow (MemFlow's text keys . frame keys) (docs/memory.md).")] = "prompt",
     nam_gate: Annotated[float | None, typer.Option("--nam-gate", help="With --nam-score prompt: the relevance (cosine, -1 to 1) a NAM frame needs to be installed; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
     entity_gate: Annotated[float | None, typer.Option("--entity-gate", help="Entity mode installs a generated frame only when its prompt reaches this relevance (cosine, -1 to 1) to the chunk's; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
+    entity_place: Annotated[bool, typer.Option("--entity-place/--entity-any-place", help="Entity mode installs a generated frame only when it was made at the chunk's location (default), or from any place (MemoryConfig.entity_place).")] = True,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
     merge: Annotated[list[Path] | None, typer.Option("--merge", help="Render nothing: merge these memory_bench.json files of disjoint runs (--first) into one table (repeat).", show_default=False)] = None,
 ) -> None:
@@ -91,7 +92,8 @@ def memory_cmd(
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
                                shot_sink=False if no_shot_sink and m in MEMORY_SEGMENT_MODES else None,
-                               nam_score=nam_score, nam_gate=nam_gate, entity_gate=entity_gate) for m in modes}  # type: ignore[arg-type]
+                               nam_score=nam_score, nam_gate=nam_gate, entity_gate=entity_gate,
+                               entity_place=entity_place) for m in modes}  # type: ignore[arg-type]
     generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}
     rows = [TRUTH, *modes]
     with Progress(TextColumn("[bold]{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
@@ -108,7 +110,7 @@ def memory_cmd(
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
                                             "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate},
-                                            "entity_gate": configs[modes[0]].use_entity_gate})
+                                            "entity_gate": configs[modes[0]].use_entity_gate, "entity_place": entity_place})
     _show(result, out_dir)
 
 

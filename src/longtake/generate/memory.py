@@ -155,7 +155,7 @@ class MemoryGenerator(CausalGenerator):
         if cfg.mode == "entity":
             gate = cfg.use_entity_gate
             return EntityMemory(cfg.entity_slots, cfg.entity_per_entity, cfg.entity_capacity, cfg.record_every,
-                                embed=self.prompt_vector if gate is not None else None, gate=gate)
+                                embed=self.prompt_vector if gate is not None else None, gate=gate, same_place=cfg.entity_place)
         return None
 
     def _start(self, timeline: Timeline, seed: int, cache: KVCache, latent_hw: tuple[int, int], device: torch.device) -> None:

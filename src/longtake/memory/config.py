@@ -72,6 +72,10 @@ class MemoryConfig:
             under reaches this relevance to the chunk's prompt (as ``nam_gate``; reference
             images, casting frames and imported entries are never gated); -1 installs every
             retrieved frame (before session 17). None: :data:`PROMPT_GATE`.
+        entity_place: "entity" installs a generated frame only when it was made at the
+            chunk's location (the planner's tag; refs, casting frames and imports are never
+            held back). On by default since session 18: the prompt gate alone let in frames of
+            another place whose prompts shared long character descriptions.
         recache: LongLive's KV re-cache at a prompt switch; None = on for the memory modes.
         shot_sink: a new sink at every shot cut, the old one to memory; None = on for the
             memory modes (only they have a memory to put the old sink in).
@@ -99,6 +103,7 @@ class MemoryConfig:
     entity_per_entity: int = 3
     entity_capacity: int = 32
     entity_gate: float | None = None
+    entity_place: bool = True
     recache: bool | None = None
     shot_sink: bool | None = None
     scene_sink: bool | None = None

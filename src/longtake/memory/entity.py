@@ -58,6 +58,10 @@ class EntityMemory:
         embed, gate: with both, a generated frame (kind "frame") is installed only when its
             prompt's relevance to the chunk's prompt (:func:`~longtake.memory.entry.prompt_similarity`)
             reaches ``gate``; frames from outside the render (refs, casting, imports) always may be.
+        same_place: a generated frame is installed only when it was made at the chunk's
+            location (its planner tag); refs, casting frames and imports always may be. The
+            prompt gate alone lets in frames of another place when the two prompts share long
+            character descriptions (session 18, docs/memory.md); the tag is exact.
     """
 
     name = "entity"
@@ -71,6 +75,7 @@ class EntityMemory:
         *,
         embed: Embed | None = None,
         gate: float | None = None,
+        same_place: bool = False,
     ) -> None:
         if slots < 1 or per_entity < 1 or capacity < max(slots, per_entity) or record_every < 1:
             raise MemoryBankError(
@@ -85,6 +90,7 @@ class EntityMemory:
         self.record_every = record_every
         self.embed = embed
         self.gate = gate
+        self.same_place = same_place
         self.entries: dict[int, MemoryEntry] = {}  # frame id -> entry, oldest first
         self.tags: dict[str, list[int]] = {}  # entity id -> frame ids, oldest first ([0] = anchor)
         self.seen: dict[str, int] = {}  # entity id -> tick it was last on screen or recorded
@@ -200,15 +206,18 @@ class EntityMemory:
 
     def select(self, chunk: Chunk, cache: KVCache) -> list[MemoryEntry]:
         """Install the entries of the on-screen characters, then of the location (at most
-        ``slots``, none still held by the cache, with a gate none of the generated frames
-        written under a prompt too far from the chunk's), in time order (outside frames first)."""
+        ``slots``, none still held by the cache; with ``same_place`` none of the generated
+        frames made at another location, with a gate none written under a prompt too far from
+        the chunk's), in time order (outside frames first)."""
         order = (*chunk.characters, chunk.location)
         self._see(order)
         exclude = set(cache.frame_indices)
+        candidates = {f for ent in order for f in self.tags.get(ent, []) if f not in exclude and self.entries[f].kind == KIND_FRAME}
+        if self.same_place:
+            exclude |= {f for f in candidates if self.entries[f].location != chunk.location}
         if self.gate is not None:
             assert self.embed is not None
-            candidates = {f for ent in order for f in self.tags.get(ent, []) if f not in exclude and self.entries[f].kind == KIND_FRAME}
-            exclude |= {f for f in candidates if prompt_similarity(self.embed, chunk.prompt, self.entries[f].prompt) < self.gate}
+            exclude |= {f for f in candidates - exclude if prompt_similarity(self.embed, chunk.prompt, self.entries[f].prompt) < self.gate}
         chosen = self.retrieve(order, exclude=exclude)
         chosen.sort(key=lambda e: e.frame)
         install(cache, chosen)
