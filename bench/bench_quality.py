@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", default=None, help="few_step, euler or heun (default: the model's)")
     ap.add_argument("--precision", default="auto", help="auto, float32 or bfloat16")
     ap.add_argument("--guidance", type=float, default=None, help="guidance scale on shot starts (default: the model's)")
-    ap.add_argument("--memory", default="sink", help="memory mode (docs/memory.md; default sink, as longtake render)")
+    ap.add_argument("--memory", default=None, help="memory mode (docs/memory.md; default: longtake render's, entity since session 18)")
     ap.add_argument("--no-scene-sink", action="store_true", help="keep the cache at a cut to another place (the behaviour before session 9)")
     ap.add_argument("--no-layout", action="store_true",
                     help="a layout model rendered without placing anyone (an empty layout prior): what the layout input adds")
@@ -137,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
 
     probes = StoryWorldProbes.load()
     from longtake.memory import MemoryConfig
+    from longtake.memory.config import DEFAULT_MODE, MEMORY_MODES
 
-    memory = MemoryConfig(mode=args.memory, scene_sink=False if args.no_scene_sink else None)
+    if args.memory is not None and args.memory not in MEMORY_MODES:
+        ap.error(f"--memory: unknown mode {args.memory!r}; expected one of {', '.join(MEMORY_MODES)}")
+    memory = MemoryConfig(mode=args.memory or DEFAULT_MODE, scene_sink=False if args.no_scene_sink else None)
     gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision,
                             guidance=args.guidance, memory=memory)
     if args.no_layout:

@@ -18,7 +18,9 @@ Columns:
                  less sensitive to other processes on a shared machine
     load s       loading the weights folder (before the render starts)
     peak RSS MB  peak resident memory of the subprocess
-    RSS@10% / RSS@end  resident memory after 10% of the chunks and at the last chunk
+    RSS@10% / 50% / end  resident memory after 10% and 50% of the chunks and at the last chunk
+    max between  the most resident memory seen after any chunk (the peak without what is
+                 allocated and freed within a chunk or after the last one)
     attended     the most cached tokens one attention head read for a chunk (sink + memory
                  + window; KV cache bound, docs/memory.md "Bounded attention")
 
@@ -130,10 +132,14 @@ def child(args: argparse.Namespace) -> None:
         attended["max"] = max(attended["max"], int(getattr(gen, "attended_tokens", 0)))
         if p.chunks_done == 1:
             first_chunk["t"] = p.elapsed
+        now = proc.memory_info().rss / 2**20
+        rss["between"] = max(rss.get("between", 0.0), now)
         if p.chunks_done == mark:
-            rss["at10"] = proc.memory_info().rss / 2**20
+            rss["at10"] = now
+        if p.chunks_done == max(1, p.chunks_total // 2):
+            rss["at50"] = now
         if p.chunks_done == p.chunks_total:
-            rss["end"] = proc.memory_info().rss / 2**20
+            rss["end"] = now
 
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -146,7 +152,8 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({
         "video_s": frames / tl.fps, "frames": frames, "chunks": len(tl), "wall_s": res.wall_seconds,
         "rt": res.realtime_factor, "first_s": res.first_frame_latency, "ms_per_frame": 1000 * res.wall_seconds / frames,
-        "steady_ms_per_frame": 1000 * steady, "cpu_ms_per_frame": 1000 * cpu / frames, "load_s": load, "peak_rss_mb": peak, "rss10_mb": rss.get("at10"), "rss_end_mb": rss.get("end"),
+        "steady_ms_per_frame": 1000 * steady, "cpu_ms_per_frame": 1000 * cpu / frames, "load_s": load, "peak_rss_mb": peak, "rss10_mb": rss.get("at10"), "rss50_mb": rss.get("at50"),
+        "rss_end_mb": rss.get("end"), "rss_between_mb": rss.get("between"),
         "threads": torch.get_num_threads(), "attended": attended["max"], "memory": gen.info().settings["memory"]["mode"],
     }))
 
@@ -168,7 +175,7 @@ def measure(args: argparse.Namespace, weights: Path, seconds: float | None, mode
 
 def row(name: str, m: dict) -> str:
     return (f"| {m['memory']} | {name} | {m['video_s']:.1f} | {m['wall_s']:.2f} | {m['rt']:.2f}x | {m['first_s']:.3f} | {m['ms_per_frame']:.1f} | "
-            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss_end_mb']:.0f} | {m['attended']} |")
+            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss50_mb']:.0f} / {m['rss_end_mb']:.0f} | {m['rss_between_mb']:.0f} | {m['attended']} |")
 
 
 def median(ms: list[dict]) -> dict:
@@ -221,8 +228,8 @@ def main() -> None:
           f"weights: {source}; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"short: first {args.short_seconds:g} s of {args.story.name} (median of {args.repeats}); long: all of it (1 run); "
           f"memory modes one after the other: {', '.join(args.memory)}\n")
-    print("| memory | story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / end MB | attended |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| memory | story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / 50% / end MB | max between MB | attended |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for short, s, long in results:
         print(row(f"{args.short_seconds:g} s", s))
         if long is not None:
@@ -235,7 +242,8 @@ def main() -> None:
                   f"{long['steady_ms_per_frame'] / s['steady_ms_per_frame']:.3f} (steady), "
                   f"{long['cpu_ms_per_frame'] / s['cpu_ms_per_frame']:.3f} (CPU time)  [target within 5%]")
             print(f"  peak RSS growth long - short: {long['peak_rss_mb'] - s['peak_rss_mb']:+.1f} MB; "
-                  f"within the long render, RSS@end - RSS@10%: {long['rss_end_mb'] - long['rss10_mb']:+.1f} MB  [target < 50 MB]")
+                  f"max between chunks long - short: {long['rss_between_mb'] - s['rss_between_mb']:+.1f} MB  [target < 50 MB]; "
+                  f"within the long render, RSS 10% -> 50%: {long['rss50_mb'] - long['rss10_mb']:+.1f} MB, 50% -> end: {long['rss_end_mb'] - long['rss50_mb']:+.1f} MB")
             print(f"  attended tokens per chunk, most: short {s['attended']}, long {long['attended']}  [bounded: equal]")
         if s is not base:
             ref = results[0][2] if long is not None else None

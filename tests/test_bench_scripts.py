@@ -1,4 +1,4 @@
-"""The pure parts of bench scripts: bench_quality's story-level interval, bench_memory_relevance's AUC and table."""
+"""Bench scripts: the pure parts (bench_quality's story-level interval, bench_memory_relevance's AUC and table) and bench_render end to end on random weights."""
 
 from __future__ import annotations
 
@@ -62,3 +62,20 @@ def test_relevance_table_splits_cuts_and_new_places():
     assert rows[2].startswith("| all with memory | 4 | 50% | 0.75 / - / 0.25 / 1.00 |")
     assert rows[3].startswith("| shot starts (cut) | 2 | 50% | 0.00 / - / 1.00 / 1.00 | 1.00 / - / 0.00 / 0.00 |")
     assert len(rows) == 4  # no cut to another place: no row
+
+
+def test_bench_render_measures_each_memory_mode_and_refuses_unknown_ones():
+    """bench_render.py end to end on random weights, a 2-second story, one short render per
+    mode: one row per mode, the mode each child really ran, attended tokens reported."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_render.py"
+    out = subprocess.run([sys.executable, str(script), "--random-weights", "--skip-long", "--repeats", "1", "--short-seconds", "2",
+                          "--threads", "1", "--memory", "sink", "entity"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[0].strip() for r in rows] == ["sink", "entity"]
+    assert all(int(r[-1]) > 0 for r in rows)  # attended tokens
+    bad = subprocess.run([sys.executable, str(script), "--memory", "bogus"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown mode 'bogus'" in bad.stderr

@@ -122,7 +122,7 @@ def test_cli_memory_modes_files_and_manifest(folder, story_files, tmp_path):
 
     r = runner.invoke(app, ["render", str(story_files), "-o", str(tmp_path / "d.mp4"), *base])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "d.json").read_text())["settings"]["memory"] == "sink"  # the default
+    assert json.loads((tmp_path / "d.json").read_text())["settings"]["memory"] == "entity"  # the default since session 18
 
     data = yaml.safe_load(story_files.read_text())
     data["characters"] = [{"id": "ann", "name": "Ann"}]

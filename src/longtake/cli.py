@@ -146,7 +146,7 @@ def render(
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Save the render's state every N chunks in <output>.partial/ so it can be resumed.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished render in <output>.partial/ (starts afresh if there is none).")] = False,
-    memory: Annotated[str | None, typer.Option("--memory", help="Long-range memory of a learned model: none, sink (default), nam, nam+sma, entity (docs/memory.md).")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Long-range memory of a learned model: none, sink, nam, nam+sma, entity (default) (docs/memory.md).")] = None,
     memory_from: Annotated[Path | None, typer.Option("--memory-from", help="Start with the entity memory of an earlier render of the same cast (a file from --memory-out; implies --memory entity).")] = None,
     memory_out: Annotated[Path | None, typer.Option("--memory-out", help="After the render, save its entity memory to this file (--memory entity), for --memory-from.")] = None,
     format: FormatOpt = None,

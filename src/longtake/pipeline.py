@@ -75,7 +75,7 @@ def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "
              guidance: float | None = None) -> Generator:
     """The built-in learned model (``weights``: another model folder than the shipped one).
 
-    ``memory``: the memory mode (docs/memory.md; default "sink"); ``memory_from``: a memory
+    ``memory``: the memory mode (docs/memory.md; default "entity"); ``memory_from``: a memory
     file of an earlier render of the same cast (implies ``memory="entity"``)."""
     from longtake.generate.builtin import builtin_generator
     from longtake.memory.config import DEFAULT_MODE, MEMORY_MODES

@@ -57,7 +57,8 @@ def builtin_generator(
         precision: "auto" (on a CPU: bfloat16 autocast where the hardware has native bf16,
             as the model was trained, else float32; on a GPU: float32, see
             :func:`builtin_autocast`), "float32" or "bfloat16".
-        memory: the memory mode (docs/memory.md) or a full MemoryConfig; default "sink".
+        memory: the memory mode (docs/memory.md) or a full MemoryConfig; default
+            :data:`~longtake.memory.config.DEFAULT_MODE` ("entity").
         cast: characters and locations with reference images, for the entity memory.
         guidance: override the classifier-free guidance scale stored in ``model.json``
             (1.0 = off); the chunks it applies to stay as stored (``guidance_chunks``).

@@ -31,11 +31,12 @@ MemoryMode = Literal["none", "sink", "nam", "nam+sma", "entity"]
 MEMORY_MODES: tuple[str, ...] = get_args(MemoryMode)
 #: Modes with a memory segment between the sink and the window.
 MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
-#: The default of ``longtake render``. "sink", not "entity": the built-in model was trained on
-#: [sink | window | chunk] only, so memory frames (and shot sinks) put it in a layout it has
-#: never seen (with compact RoPE, more frames before the chunk than in any training clip);
-#: until it is trained with memory in the loop (issue 5, item 6) the baseline stays the default.
-DEFAULT_MODE: MemoryMode = "sink"
+#: The default of ``longtake render`` and the built-in generator. "entity" since session 18:
+#: with its place and prompt gates it measured no worse than sink-only on every measure of
+#: the memory and quality benches (places, prompt alignment, attributes, minute 9 against
+#: minute 1) and better on returning characters' identity, at about 2% more time
+#: (docs/memory.md, "Why the default is entity").
+DEFAULT_MODE: MemoryMode = "entity"
 
 
 #: The default prompt-relevance gate of NAM (with the prompt score) and entity memory
