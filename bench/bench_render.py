@@ -25,7 +25,7 @@ Columns:
                  + window; KV cache bound, docs/memory.md "Bounded attention")
 
 ``--memory MODE ...`` measures each memory mode (docs/memory.md) the same way, one after the
-other, in one table (default: the default mode, sink). Each mode's short and long renders are
+other, in one table (default: ``longtake render``'s default mode). Each mode's short and long renders are
 its own processes; modes are compared side by side in one run only.
 
 Targets: >= 1.0x real time, first frames < 1 s, per-frame time of a 10-minute render within

@@ -212,12 +212,13 @@ class EntityMemory:
         order = (*chunk.characters, chunk.location)
         self._see(order)
         exclude = set(cache.frame_indices)
-        candidates = {f for ent in order for f in self.tags.get(ent, []) if f not in exclude and self.entries[f].kind == KIND_FRAME}
-        if self.same_place:
-            exclude |= {f for f in candidates if self.entries[f].location != chunk.location}
-        if self.gate is not None:
-            assert self.embed is not None
-            exclude |= {f for f in candidates - exclude if prompt_similarity(self.embed, chunk.prompt, self.entries[f].prompt) < self.gate}
+        if self.same_place or self.gate is not None:
+            candidates = {f for ent in order for f in self.tags.get(ent, []) if f not in exclude and self.entries[f].kind == KIND_FRAME}
+            if self.same_place:
+                exclude |= {f for f in candidates if self.entries[f].location != chunk.location}
+            if self.gate is not None:
+                assert self.embed is not None
+                exclude |= {f for f in candidates - exclude if prompt_similarity(self.embed, chunk.prompt, self.entries[f].prompt) < self.gate}
         chosen = self.retrieve(order, exclude=exclude)
         chosen.sort(key=lambda e: e.frame)
         install(cache, chosen)
