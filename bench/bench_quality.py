@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-scene-sink", action="store_true", help="keep the cache at a cut to another place (the behaviour before session 9)")
     ap.add_argument("--no-layout", action="store_true",
                     help="a layout model rendered without placing anyone (an empty layout prior): what the layout input adds")
+    ap.add_argument("--no-sprites", action="store_true", help="render without the folder's figure layer (model/sprites.py): the DiT's own figures")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--memory: unknown mode {args.memory!r}; expected one of {', '.join(MEMORY_MODES)}")
     memory = MemoryConfig(mode=args.memory or DEFAULT_MODE, scene_sink=False if args.no_scene_sink else None)
     gen = builtin_generator(args.weights, steps=args.steps, shift=args.shift, sampler=args.sampler, precision=args.precision,
-                            guidance=args.guidance, memory=memory)
+                            guidance=args.guidance, memory=memory, sprites=not args.no_sprites)
     if args.no_layout:
         from longtake.model.layout import LayoutPrior
 

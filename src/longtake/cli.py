@@ -141,6 +141,7 @@ def render(
     device: Annotated[str | None, typer.Option("--device", help="Where a learned model runs: cpu (default), cuda, cuda:1, mps.")] = None,
     precision: Annotated[str | None, typer.Option("--precision", help="auto (default: bfloat16 autocast where the CPU/GPU has native bf16, else float32; the built-in model on a GPU: float32), float32, bfloat16.")] = None,
     guidance: Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale of a learned model on the chunks that start a shot (default: the model's; 1.0 = off).")] = None,
+    sprites: Annotated[bool | None, typer.Option("--sprites/--no-sprites", help="Draw the characters with the built-in model's figure layer when its folder has one (default: yes; docs/models.md).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: the script's).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default: 1 on a machine with 2 cores or fewer, where it is faster than 2; else torch's default).")] = None,
     audio: Annotated[Path | None, typer.Option(help="A WAV file to mux into the video.")] = None,
@@ -158,7 +159,7 @@ def render(
     story = load_story(story_path, format=format)
     set_render_threads(threads)
     generator = load_generator(model, story=story, weights=weights, device=device, precision=precision, memory=memory, memory_from=memory_from,
-                               guidance=guidance)
+                               guidance=guidance, sprites=sprites)
     mem = generator.info().settings.get("memory")
     if memory_out is not None and (not isinstance(mem, dict) or mem.get("mode") != "entity"):
         raise fail(["--memory-out saves an entity memory; render with --memory entity"])

@@ -72,11 +72,12 @@ def _storyworld(story: Story, **options: Any) -> Generator:
 
 def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "cpu", sampler: str | None = None,
              steps: int | None = None, precision: str = "auto", memory: str | None = None, memory_from: str | Path | None = None,
-             guidance: float | None = None) -> Generator:
+             guidance: float | None = None, sprites: bool = True) -> Generator:
     """The built-in learned model (``weights``: another model folder than the shipped one).
 
     ``memory``: the memory mode (docs/memory.md; default "entity"); ``memory_from``: a memory
-    file of an earlier render of the same cast (implies ``memory="entity"``)."""
+    file of an earlier render of the same cast (implies ``memory="entity"``); ``sprites``:
+    draw the characters with the folder's figure layer when it has one (model/sprites.py)."""
     from longtake.generate.builtin import builtin_generator
     from longtake.memory.config import DEFAULT_MODE, MEMORY_MODES
 
@@ -93,7 +94,7 @@ def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "
     if guidance is not None and guidance < 1.0:
         raise RenderError(f"guidance must be at least 1.0 (1.0 = off), got {guidance}")
     gen = builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision, memory=mode, cast=cast,  # type: ignore[arg-type]
-                            guidance=guidance)
+                            guidance=guidance, sprites=sprites)
     if memory_from is not None:
         from longtake.memory_files import load_memory_file
 
@@ -188,7 +189,7 @@ def load_generator(name: str = "default", *, story: Story, **options: Any) -> Ge
 
     Generators get the story because the cast sheet (descriptions, reference images) is
     theirs to use; the timeline carries only ids. ``options`` go to the factory (for
-    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``, ``memory``, ``memory_from``, ``guidance``); options left at None are
+    "builtin": ``weights``, ``device``, ``sampler``, ``steps``, ``precision``, ``memory``, ``memory_from``, ``guidance``, ``sprites``); options left at None are
     dropped, so callers can pass their defaults through.
     """
     options = {k: v for k, v in options.items() if v is not None}

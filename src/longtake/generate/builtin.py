@@ -41,6 +41,7 @@ def builtin_generator(
     memory: MemoryMode | MemoryConfig = DEFAULT_MODE,
     cast: Sequence[CastMember] = (),
     guidance: float | None = None,
+    sprites: bool = True,
 ) -> MemoryGenerator:
     """The built-in model as a generator.
 
@@ -62,6 +63,9 @@ def builtin_generator(
         cast: characters and locations with reference images, for the entity memory.
         guidance: override the classifier-free guidance scale stored in ``model.json``
             (1.0 = off); the chunks it applies to stay as stored (``guidance_chunks``).
+        sprites: draw the characters with the folder's figure layer when it has one
+            (:mod:`longtake.model.sprites`; ``sprites.safetensors``); False renders the
+            DiT's own figures only.
     """
     autocast = builtin_autocast(precision, device)
     model = load_builtin(weights, device=device)
@@ -88,6 +92,7 @@ def builtin_generator(
         weights=model.weights,
         layout_prior=model.settings.layout_prior,
         paint_composite=model.settings.paint_composite,
+        sprites=model.sprites if sprites else None,
         memory=memory,
         cast=cast,
     )

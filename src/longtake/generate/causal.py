@@ -45,12 +45,15 @@ from longtake.generate.protocol import FrameChunk, GeneratorInfo
 from longtake.model.dit import CausalWanDiT
 from longtake.model.kv_cache import KVCache, PromptKV
 from longtake.model.layout import LayoutPrior, composite_paint, introduced, name_embeddings
+from longtake.model.sprites import FigureSprites, paste_sprites
+from longtake.model.sprites import anchors as sprite_anchors
 from longtake.model.text_encoder import TextEncoder
 from longtake.model.vae import VideoVAE
 from longtake.plan.timeline import Chunk, Timeline
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_euler, sample_few_step, sample_heun
 from longtake.sample.schedules import self_forcing_sigmas
+from longtake.world.parse import parse_location
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,10 @@ class CausalGenerator:
             figure painter's latents replace the chunk's where its coverage exceeds it
             (:func:`~longtake.model.layout.composite_paint`), before the cache and the decoder
             see the chunk. Needs a DiT with a figure painter.
+        sprites: the built-in model's figure layer (:mod:`longtake.model.sprites`), or None:
+            each character a chunk's prompt introduces is drawn from its name embedding and
+            pasted into the decoded frames where the layout prior places it. The cache and the
+            memory keep the sampled latents. Needs a layout DiT.
 
     Attributes:
         frames_per_chunk: output frames of every chunk after the first (``t * F``).
@@ -182,8 +189,11 @@ class CausalGenerator:
         weights: dict[str, str] | None = None,
         layout_prior: LayoutPrior | None = None,
         paint_composite: float = 0.0,
+        sprites: FigureSprites | None = None,
     ) -> None:
         cfg = dit.config
+        if sprites is not None and not cfg.layout_channels:
+            raise GenerateError("sprites stand where the layout prior places characters; this DiT has no layout input")
         if paint_composite and not (cfg.paint_hidden and 0.0 < paint_composite < 1.0):
             raise GenerateError(f"paint_composite must be 0 (off) or a coverage threshold in (0, 1) for a DiT with a figure painter, "
                                 f"got {paint_composite} (paint_hidden={cfg.paint_hidden})")
@@ -221,6 +231,8 @@ class CausalGenerator:
         self.weights = dict(weights or {})
         self.layout_prior = layout_prior if cfg.layout_channels else None
         self.paint_composite = float(paint_composite)
+        self.sprites = sprites
+        self._sprites: OrderedDict[tuple[str, str | None], tuple[np.ndarray, np.ndarray, list]] = OrderedDict()
         self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt cache key -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
@@ -243,6 +255,7 @@ class CausalGenerator:
             "guidance_scale": self.guidance_scale,
             "guidance_chunks": self.guidance_chunks,
             "paint_composite": self.paint_composite,
+            "sprites": None if self.sprites is None else self.sprites.config.to_dict(),
             "dtype": str(self.dtype).removeprefix("torch."),
             "autocast": None if self.autocast is None else str(self.autocast).removeprefix("torch."),
             "dit": dit,
@@ -488,4 +501,30 @@ class CausalGenerator:
         frames = np.concatenate(parts)  # (N, Hp, Wp, 3)
         if frames.shape[0] != chunk.num_frames:
             raise GenerateError(f"chunk {chunk.index}: the VAE decoded {frames.shape[0]} frames, the timeline wants {chunk.num_frames}")
+        if self.sprites is not None:
+            frames = self._draw_sprites(chunk, frames, latent_hw, device)
         return frames, vae_state, prompt
+
+    def _draw_sprites(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], device: torch.device) -> np.ndarray:
+        """The figure layer (``sprites``): the characters ``chunk.prompt`` introduces, drawn
+        from their name embeddings for the kind of place the chunk is in (its location id,
+        else its prompt; unknown when neither names a StoryWorld place), pasted at the layout
+        prior's boxes. Drawn once per (prompt, place); the last 64 are kept."""
+        assert self.sprites is not None and self.layout_prior is not None
+        kind = parse_location(chunk.location) or parse_location(chunk.prompt)
+        key = (self.text_encoder.cache_key(chunk.prompt), kind)
+        if key not in self._sprites:
+            n = len(introduced(chunk.prompt, self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens))
+            slots = self.dit.config.layout_slots
+            boxes = self.layout_prior.masks(n, slots, 1, *latent_hw)[:, 0]  # (E, H, W)
+            if self.text_encoder.cache_key(chunk.prompt) not in self._names:
+                self._keep_names(self.text_encoder.cache_key(chunk.prompt), chunk.prompt, self.text_encoder.encode([chunk.prompt])[0], device)
+            names = self._names[self.text_encoder.cache_key(chunk.prompt)][0]  # (E, text_dim)
+            rgb, alpha = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind)
+            where = sprite_anchors(boxes, self.vae.spatial_factor)[: min(n, slots)]
+            self._sprites[key] = (rgb, alpha, where)
+            while len(self._sprites) > 64:
+                self._sprites.popitem(last=False)
+        self._sprites.move_to_end(key)
+        rgb, alpha, where = self._sprites[key]
+        return paste_sprites(frames, rgb, alpha, where)

@@ -41,6 +41,7 @@ from longtake.model.dit import CausalWanDiT
 from longtake.model.errors import ModelError
 from longtake.model.layout import LayoutPrior
 from longtake.model.loading import config_from_dict
+from longtake.model.sprites import SPRITES_FILE, FigureSprites, load_sprites
 from longtake.model.text_builtin import VOCAB_NAME, WEIGHTS_NAME, BuiltinTextEncoder
 from longtake.model.vae_builtin import BuiltinVAE
 
@@ -94,6 +95,8 @@ class BuiltinModel:
     settings: BuiltinSettings
     weights: dict[str, str]
     folder: Path
+    # the figure layer (model/sprites.py), None for a folder without ``sprites.safetensors``
+    sprites: FigureSprites | None = None
 
     @property
     def digest(self) -> str:
@@ -123,7 +126,8 @@ def _sha256(path: Path) -> str:
 def weights_hashes(folder: str | Path | None = None) -> dict[str, str]:
     """sha256 of every file of a complete folder: relative path -> hex digest."""
     root = require_folder(folder)
-    return {name: _sha256(root / name) for name in FILES}
+    names = FILES + ((SPRITES_FILE,) if (root / SPRITES_FILE).is_file() else ())
+    return {name: _sha256(root / name) for name in names}
 
 
 def weights_digest(weights: dict[str, str]) -> str:
@@ -337,6 +341,9 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
         layout_prior=prior,
         train=dict(meta.get("train") or {}),
     )
+    sprites = load_sprites(root, meta, text.dim, device)
+    if sprites is not None and prior is None:
+        raise ModelError(f"{root / MODEL_JSON}: sprites stand in the layout prior's boxes, but the DiT has no layout input")
     weights = weights_hashes(root)
     log.info("loaded built-in model from %s (weights %s)", root, weights_digest(weights)[:12])
-    return BuiltinModel(dit, vae, text, settings, weights, root)
+    return BuiltinModel(dit, vae, text, settings, weights, root, sprites)

@@ -1,0 +1,274 @@
+"""Figure sprites: the built-in model's character layer, drawn in pixels from the text.
+
+Why (session 19, docs/training.md): every way of drawing the characters inside the latent
+chunk stayed near half of their captioned attributes (probe-judged, held-out casts): the
+DiT's own figures, the figure painter's regression in latent space (a mean of latents,
+which the VAE decodes to a blur; 54-58% pasted over the true latents), the same painter told
+the figure's exact place and size inside its box (59-60%), and a small flow-matching model
+of figure latents (42%: the VAE decodes a slightly wrong latent to speckle). A regression
+in *pixels* does not have those faults: aligned at the feet, at the size the camera shows,
+a figure's described parts (hair, top, trousers, hat, glasses) are a deterministic function
+of its description, so their mean is sharp; only what the text leaves open (pose details,
+shoes, bags) averages out.
+
+:class:`FigureSprites` holds two learnt parts, trained by ``longtake.train.sprites`` on
+StoryWorld frames of the training split (never on probe outputs):
+
+- ``cast``: a linear head on the text encoder's output at a character's name (the token the
+  layout already reads) that names each captioned attribute, with one more class per
+  attribute for "the description does not say";
+- ``net``: a small convolutional decoder from those attributes, the pose the character
+  holds (an action) and the kind of place (its light) to an RGB figure and its alpha, in a
+  window of ``height`` x ``width`` pixels whose bottom centre is the point between the feet.
+
+At render time (generate/causal.py) the figures are drawn once per prompt and pasted, where
+their alpha exceeds ``threshold``, into every decoded frame at the layout prior's boxes
+(the same place the DiT's layout puts each character): a layer over the DiT's scene. The
+DiT's cache and memory keep the latents it sampled; the layer is a function of the prompt,
+so a character looks the same whenever its description is the same. Built-in model only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from longtake.eval.probe_data import ATTRIBUTES
+from longtake.world.vocab import LOCATIONS
+
+#: poses the decoder knows (StoryWorld actions; ``walk_in_*``/``walk_out_*`` count as walk)
+ACTIONS = ("idle", "stand", "walk", "sit", "jump", "wave", "drink", "talk")
+#: kinds of place (their light); "" = not known (trained with some conditions dropped to it)
+KINDS = (*sorted(LOCATIONS), "")
+#: classes per captioned attribute, plus "not said"
+SIZES = tuple(len(v) + 1 for v in ATTRIBUTES.values())
+
+
+@dataclass(frozen=True)
+class SpriteConfig:
+    """Shapes and render settings of :class:`FigureSprites` (``model.json`` "sprites")."""
+
+    height: int = 64  # window, pixels (the bottom centre is the point between the feet)
+    width: int = 40
+    hidden: int = 256  # condition embedding width
+    channels: tuple[int, int, int, int] = (96, 96, 48, 24)  # decoder channels at 1/8, 1/4, 1/2, 1/1
+    text_dim: int = 256
+    threshold: float = 0.5  # alpha above which a sprite pixel replaces the frame's
+    action: str = "talk"  # the pose drawn at render time
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.height % 8 or self.width % 8 or self.height < 8 or self.width < 8:
+            problems.append(f"height and width must be positive multiples of 8, got {self.height}x{self.width}")
+        if len(self.channels) != 4 or any(c < 8 or c % 8 for c in self.channels):
+            problems.append(f"channels must be 4 multiples of 8 (group norm), got {self.channels}")
+        if not 0.0 < self.threshold < 1.0:
+            problems.append(f"threshold must be in (0, 1), got {self.threshold}")
+        if self.action not in ACTIONS:
+            problems.append(f"action must be one of {ACTIONS}, got {self.action!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SpriteConfig":
+        d = dict(data)
+        if "channels" in d:
+            d["channels"] = tuple(int(c) for c in d["channels"])
+        return cls(**d)
+
+
+def action_index(action: str) -> int:
+    a = "walk" if action.startswith("walk") else action
+    return ACTIONS.index(a) if a in ACTIONS else 0
+
+
+def kind_index(kind: str | None) -> int:
+    return KINDS.index(kind) if kind in KINDS else len(KINDS) - 1
+
+
+def condition(labels: Tensor, actions: Tensor, kinds: Tensor, zoom: Tensor) -> Tensor:
+    """labels (N, 9) long (-1 = not said), action and kind indices (N,) long, camera zoom (N,)
+    -> the decoder's condition (N, sum(SIZES) + len(ACTIONS) + len(KINDS) + 1)."""
+    parts = []
+    for a, s in enumerate(SIZES):
+        lab = labels[:, a].clone()
+        lab[lab < 0] = s - 1
+        parts.append(F.one_hot(lab, s).float())
+    parts.append(F.one_hot(actions, len(ACTIONS)).float())
+    parts.append(F.one_hot(kinds, len(KINDS)).float())
+    parts.append((zoom.float() - 1.0)[:, None] * 5.0)
+    return torch.cat(parts, dim=1)
+
+
+CONDITION_DIM = sum(SIZES) + len(ACTIONS) + len(KINDS) + 1
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cout: int, d: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm = nn.GroupNorm(8, cout)
+        self.film = nn.Linear(d, 2 * cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm(F.silu(self.conv1(x))) * (1 + scale) + shift
+        return F.silu(self.conv2(h))
+
+
+class SpriteDecoder(nn.Module):
+    """Condition (N, CONDITION_DIM) -> RGB (N, 3, height, width) in [-1, 1] and alpha logits (N, height, width)."""
+
+    def __init__(self, config: SpriteConfig) -> None:
+        super().__init__()
+        d, c = config.hidden, config.channels
+        self.grid = (config.height // 8, config.width // 8)
+        self.embed = nn.Sequential(nn.Linear(CONDITION_DIM, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU())
+        self.start = nn.Linear(d, c[0] * self.grid[0] * self.grid[1])
+        self.ups = nn.ModuleList([_Up(c[0], c[1], d), _Up(c[1], c[2], d), _Up(c[2], c[3], d)])
+        self.out = nn.Conv2d(c[3], 4, 3, padding=1)
+
+    def forward(self, cond: Tensor) -> tuple[Tensor, Tensor]:
+        e = self.embed(cond)
+        h = self.start(e).view(cond.shape[0], -1, *self.grid)
+        for up in self.ups:
+            h = up(h, e)
+        o = self.out(h)
+        return torch.tanh(o[:, :3]), o[:, 3]
+
+
+class FigureSprites(nn.Module):
+    """The cast head and the sprite decoder (module docstring)."""
+
+    def __init__(self, config: SpriteConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cast = nn.Linear(config.text_dim, sum(SIZES))
+        self.net = SpriteDecoder(config)
+
+    def attributes(self, names: Tensor) -> Tensor:
+        """Name embeddings (..., text_dim) -> attribute classes (..., 9) long, -1 = not said."""
+        logits = self.cast(names.float()).split(SIZES, dim=-1)
+        out = torch.stack([lg.argmax(-1) for lg in logits], dim=-1)
+        for a, s in enumerate(SIZES):
+            out[..., a][out[..., a] == s - 1] = -1
+        return out
+
+    @torch.no_grad()
+    def draw(self, names: Tensor, kind: str | None, action: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Name embeddings (E, text_dim) -> RGB (E, h, w, 3) uint8 and alpha (E, h, w) bool,
+        for the characters standing in a place of ``kind`` (None: not known)."""
+        n = names.shape[0]
+        labels = self.attributes(names).cpu()
+        acts = torch.full((n,), action_index(action or self.config.action), dtype=torch.long)
+        kinds = torch.full((n,), kind_index(kind), dtype=torch.long)
+        dev = self.cast.weight.device
+        rgb, alpha = self.net(condition(labels, acts, kinds, torch.ones(n)).to(dev))
+        rgb = ((rgb.float().permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return rgb.cpu().numpy(), (torch.sigmoid(alpha.float()) > self.config.threshold).cpu().numpy()
+
+
+def anchors(boxes: Tensor, spatial: int, dilate: int = 1) -> list[tuple[int, int] | None]:
+    """Layout box masks (E, H, W) at latent resolution (grown by ``dilate`` latent pixels,
+    as :func:`~longtake.model.layout.boxes_from_slots` grows them) -> per slot the pixel
+    (bottom row, exclusive; centre column) where a sprite stands, None for an empty box."""
+    out: list[tuple[int, int] | None] = []
+    for box in boxes:
+        rows, cols = box.bool().any(-1), box.bool().any(-2)
+        if not bool(rows.any()):
+            out.append(None)
+            continue
+        r = torch.nonzero(rows).flatten()
+        c = torch.nonzero(cols).flatten()
+        bottom = (int(r[-1]) + 1 - dilate) * spatial
+        centre = round((int(c[0]) + int(c[-1]) + 1) * spatial / 2)
+        out.append((bottom, centre))
+    return out
+
+
+def paste_sprites(frames: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, where: list[tuple[int, int] | None]) -> np.ndarray:
+    """Frames (N, H, W, 3) uint8 with sprite k (``rgb[k]`` (h, w, 3), ``alpha[k]`` (h, w))
+    standing at ``where[k]`` (bottom row, centre column; None = not drawn), clipped at the
+    frame's edges. Returns a new array."""
+    out = frames.copy()
+    n, hh, ww = frames.shape[:3]
+    for k, pos in enumerate(where):
+        if pos is None or k >= len(rgb):
+            continue
+        h, w = alpha[k].shape
+        top, left = pos[0] - h, pos[1] - w // 2
+        y0, y1, x0, x1 = max(top, 0), min(top + h, hh), max(left, 0), min(left + w, ww)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        a = alpha[k][y0 - top : y1 - top, x0 - left : x1 - left]
+        src = rgb[k][y0 - top : y1 - top, x0 - left : x1 - left]
+        region = out[:, y0:y1, x0:x1]
+        region[:, a] = src[a]
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+SPRITES_FILE = "sprites.safetensors"
+
+
+def install_sprites(folder, sprites: FigureSprites, *, provenance: dict | None = None) -> None:
+    """Add ``sprites`` to the built-in model folder ``folder``: ``sprites.safetensors`` (float16)
+    and ``"sprites"`` (its config and ``provenance``) in ``model.json``, each written atomically.
+    The folder's text encoder must be the one the cast head was trained on."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from longtake.atomic import atomic_output, write_text_atomic
+
+    folder = Path(folder)
+    meta_path = folder / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in sprites.state_dict().items()}
+    with atomic_output(folder / SPRITES_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "longtake-builtin-sprites", "stored_dtype": "float16"})
+    meta["sprites"] = {**sprites.config.to_dict(), "train": dict(provenance or {})}
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def load_sprites(folder, meta: dict, text_dim: int, device: str | torch.device = "cpu") -> FigureSprites | None:
+    """The folder's :class:`FigureSprites` (float32), None when ``model.json`` has no "sprites".
+    Raises ModelError (one line) for a bad config or weights that do not match it."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from longtake.model.errors import ModelError
+
+    if "sprites" not in meta:
+        return None
+    path = Path(folder) / SPRITES_FILE
+    spec = {k: v for k, v in dict(meta["sprites"]).items() if k != "train"}
+    try:
+        config = SpriteConfig.from_dict(spec)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{Path(folder) / 'model.json'}: bad 'sprites' settings ({err})") from None
+    if config.text_dim != text_dim:
+        raise ModelError(f"{Path(folder) / 'model.json'}: sprites read {config.text_dim}-dim names but the text encoder gives {text_dim}")
+    if not path.is_file():
+        raise ModelError(f"{path} is missing; model.json names sprites (remove its 'sprites' entry or train them: python -m longtake.train.sprites)")
+    module = FigureSprites(config)
+    state = load_file(str(path))
+    expected = module.state_dict()
+    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
+        raise ModelError(f"{path} does not match the sprite settings in model.json")
+    module.load_state_dict({k: v.float() for k, v in state.items()})
+    return module.to(device).eval()

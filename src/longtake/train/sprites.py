@@ -1,0 +1,292 @@
+"""Train the figure layer of a built-in model folder (model/sprites.py) and install it there.
+
+    python -m longtake.train.sprites --model src/longtake/assets/builtin --out runs/sprites --install
+
+1. **Crops** (``crops.pt`` in the run folder, written once): StoryWorld stories of the
+   training split (never the held-out looks the benches judge) are planned as a render plans
+   them and drawn by the renderer; every ``every``-th frame, each whole character (inside
+   the frame, not overlapping another, no fade) gives one window of ``height`` x ``width``
+   pixels whose bottom centre is the point between its feet (the centre of its lower body),
+   with its own pixels as alpha, the captioned attributes its description says, its action,
+   the kind of place and the camera zoom; and the chunk's prompt with the character's slot.
+2. **Cast head**: a linear layer on the folder's frozen text encoder at each character's
+   name token (what the layout reads) names every captioned attribute, "not said" included;
+   full-batch AdamW, ``cast_epochs`` passes; accuracy on every 20th story is logged.
+3. **Decoder**: from the true attributes (the condition's kind replaced by "unknown" with
+   probability ``kind_dropout``), squared RGB error on the character's pixels plus the
+   alpha's binary cross-entropy; AdamW with warm-up and a cosine rate, bfloat16 autocast.
+   Checkpointed atomically every ``checkpoint_seconds`` (``ckpt.pt``); the same command
+   continues a killed run; per-step batches come from generators seeded by (seed, step).
+
+``--install`` writes ``sprites.safetensors`` and the ``"sprites"`` entry of ``model.json``
+into the model folder (atomically). Progress is one line per ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from longtake.atomic import atomic_output
+from longtake.model.sprites import SIZES, FigureSprites, SpriteConfig, action_index, condition, install_sprites, kind_index
+from longtake.world.vocab import stable_seed
+
+
+@dataclass(frozen=True)
+class SpriteTrainConfig:
+    stories: int = 1200
+    duration: tuple[float, float] = (6.0, 10.0)
+    every: int = 6  # frames between sampled frames
+    steps: int = 2500
+    batch: int = 64
+    lr: float = 2e-3
+    warmup: int = 100
+    kind_dropout: float = 0.3
+    cast_epochs: int = 400
+    cast_lr: float = 3e-3
+    seed: int = 0
+    checkpoint_seconds: float = 120.0
+    log_every: int = 250
+
+    def __post_init__(self) -> None:
+        if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
+            raise ValueError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
+        if not 0.0 <= self.kind_dropout < 1.0:
+            raise ValueError(f"kind_dropout must be in [0, 1), got {self.kind_dropout}")
+
+
+def _story(cfg: SpriteTrainConfig, j: int, size: int, fps: int):
+    from longtake.world.sampler import HELDOUT_SEED_OFFSET, sample_story
+
+    rng = np.random.default_rng(stable_seed("longtake-sprites", cfg.seed, j))
+    seed_j = int(rng.integers(0, HELDOUT_SEED_OFFSET, dtype=np.int64))
+    lo, hi = cfg.duration
+    duration = lo + 0.5 * int(rng.integers(int((hi - lo) / 0.5) + 1))
+    return sample_story(seed_j, float(duration), split="train", fps=fps, size=(size, size))
+
+
+def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 128, fps: int = 16,
+                  frames_per_chunk: int = 12, first_chunk_frames: int = 9) -> dict:
+    """Render ``cfg.stories`` training stories -> the crops of step 1 (module docstring)."""
+    from longtake.eval.probe_data import attribute_labels
+    from longtake.model.layout import slot_names
+    from longtake.plan import plan
+    from longtake.world.parse import parse_appearance
+    from longtake.world.renderer import WorldRenderer
+
+    sh, sw = sprite.height, sprite.width
+    xs, labels, actions, kinds, zooms, prompts, slots, story_of = [], [], [], [], [], [], [], []
+    for j in range(cfg.stories):
+        story = _story(cfg, j, size, fps)
+        timeline = plan(story, frames_per_chunk=frames_per_chunk, first_chunk_frames=first_chunk_frames)
+        renderer = WorldRenderer(story)
+        said = {c.id: attribute_labels(parse_appearance(c.description)) for c in story.characters}
+        for chunk in timeline.chunks:
+            order = slot_names(chunk.prompt)
+            frames, truths = renderer.render_chunk(chunk, masks=True)
+            for f in range(0, len(frames), cfg.every):
+                tr = truths[f]
+                if tr.fade < 1.0:
+                    continue
+                boxes = [c.bbox for c in tr.characters if c.visible and c.bbox]
+                for c in tr.characters:
+                    if not (c.visible and c.bbox) or timeline.characters.get(c.id) not in order:
+                        continue
+                    x0, y0, x1, y1 = c.bbox
+                    if x0 <= 0 or y0 <= 0 or x1 >= size or y1 >= size or y1 - y0 < 20:
+                        continue
+                    if any(o != c.bbox and not (o[2] <= x0 or o[0] >= x1 or o[3] <= y0 or o[1] >= y1) for o in boxes):
+                        continue
+                    own = tr.mask == c.label
+                    lower = np.nonzero(own[y0 + int(0.4 * (y1 - y0)) : y1])[1]
+                    cx = int(round(lower.mean())) if lower.size else (x0 + x1) // 2
+                    top, left = y1 - sh, cx - sw // 2
+                    win = np.zeros((sh, sw, 4), np.uint8)
+                    a0, a1, b0, b1 = max(top, 0), min(y1, size), max(left, 0), min(left + sw, size)
+                    win[a0 - top : a1 - top, b0 - left : b1 - left, :3] = frames[f][a0:a1, b0:b1]
+                    win[a0 - top : a1 - top, b0 - left : b1 - left, 3] = own[a0:a1, b0:b1] * 255
+                    xs.append(win)
+                    labels.append(said[c.id])
+                    actions.append(action_index(c.action))
+                    kinds.append(kind_index(tr.location_kind))
+                    zooms.append(float(tr.camera["zoom"]))
+                    prompts.append(chunk.prompt)
+                    slots.append(order.index(timeline.characters[c.id]))
+                    story_of.append(j)
+    if not xs:
+        raise ValueError(f"{cfg.stories} stories gave no whole, unoverlapped character to learn from")
+    return {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "actions": torch.tensor(actions),
+            "kinds": torch.tensor(kinds), "zoom": torch.tensor(zooms), "prompts": prompts, "slots": torch.tensor(slots),
+            "story": torch.tensor(story_of)}
+
+
+def train_cast(sprites: FigureSprites, text, crops: dict, cfg: SpriteTrainConfig, log) -> dict:
+    """Step 2: fit ``sprites.cast`` on the frozen text encoder -> {"held_accuracy": ...}."""
+    from longtake.model.layout import name_embeddings
+
+    pairs: dict[tuple[str, int], int] = {}
+    for i, (p, k) in enumerate(zip(crops["prompts"], crops["slots"].tolist())):
+        pairs.setdefault((p, k), i)
+    prompts = sorted({p for p, _ in pairs})
+    emb_of = {}
+    with torch.no_grad():
+        for s in range(0, len(prompts), 64):
+            chunk = prompts[s : s + 64]
+            emb, _ = text.encode(chunk)
+            for p, n in zip(chunk, name_embeddings(emb, chunk, text.tokenizer.tokens, text.max_tokens, int(crops["slots"].max()) + 1)):
+                emb_of[p] = n
+    idx = list(pairs.values())
+    z = torch.stack([emb_of[p][k] for p, k in pairs]).float()
+    y = crops["labels"][idx].clone()
+    for a, s in enumerate(SIZES):
+        y[y[:, a] < 0, a] = s - 1
+    held = crops["story"][idx] % 20 == 0
+    if bool(held.all()) or not bool(held.any()):
+        held = torch.arange(len(idx)) % 20 == 0
+    opt = torch.optim.AdamW(sprites.cast.parameters(), lr=cfg.cast_lr, weight_decay=1e-4)
+
+    def loss_acc(zz, yy):
+        out = sprites.cast(zz).split(SIZES, dim=1)
+        loss = sum(F.cross_entropy(o, yy[:, a]) for a, o in enumerate(out))
+        return loss, torch.stack([o.argmax(1) == yy[:, a] for a, o in enumerate(out)], 1).float().mean()
+
+    for _ in range(cfg.cast_epochs):
+        loss, _ = loss_acc(z[~held], y[~held])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, acc = loss_acc(z[held], y[held])
+    log(f"cast head: {len(idx)} names, attributes right on held-back stories {100 * float(acc):.1f}%")
+    return {"names": len(idx), "held_accuracy": float(acc)}
+
+
+def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, ckpt: Path, log) -> dict:
+    """Step 3 (resumable from ``ckpt``) -> {"steps", "loss_rgb", "loss_alpha", "seconds"}."""
+    net = sprites.net
+    x = crops["x"].permute(0, 3, 1, 2).contiguous()  # uint8 (N, 4, h, w)
+    n = len(x)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step, seconds, recent = 0, 0.0, []
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        step, seconds = state["step"], state["seconds"]
+        log(f"decoder: resumed at step {step}")
+    last_save = time.monotonic()
+    t0 = time.monotonic()
+
+    def save() -> None:
+        with atomic_output(ckpt) as tmp:
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds + time.monotonic() - t0}, tmp)
+
+    while step < cfg.steps:
+        g = torch.Generator().manual_seed(stable_seed("longtake-sprites-step", cfg.seed, step))
+        idx = torch.randint(n, (cfg.batch,), generator=g)
+        kinds = crops["kinds"][idx].clone()
+        kinds[torch.rand(cfg.batch, generator=g) < cfg.kind_dropout] = kind_index(None)
+        cond = condition(crops["labels"][idx], crops["actions"][idx], kinds, crops["zoom"][idx])
+        batch = x[idx].float()
+        rgb, alpha = batch[:, :3] / 127.5 - 1.0, (batch[:, 3] > 127).float()
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pred, logits = net(cond)
+        pred, logits = pred.float(), logits.float()
+        l_rgb = ((pred - rgb).square().mean(1) * alpha).sum() / alpha.sum().clamp_min(1.0)
+        l_alpha = F.binary_cross_entropy_with_logits(logits, alpha)
+        opt.zero_grad()
+        (l_rgb + l_alpha).backward()
+        opt.step()
+        step += 1
+        recent.append((float(l_rgb.detach()), float(l_alpha.detach())))
+        recent = recent[-cfg.log_every :]
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            r = np.mean(recent, axis=0)
+            log(f"decoder: step {step}/{cfg.steps}, rgb {r[0]:.4f}, alpha {r[1]:.4f}, {seconds + time.monotonic() - t0:.0f} s")
+        if time.monotonic() - last_save > cfg.checkpoint_seconds:
+            save()
+            last_save = time.monotonic()
+    save()
+    r = np.mean(recent, axis=0) if recent else (float("nan"), float("nan"))
+    return {"steps": step, "loss_rgb": float(r[0]), "loss_alpha": float(r[1]), "seconds": seconds + time.monotonic() - t0}
+
+
+def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False, log=print) -> FigureSprites:
+    """Steps 1-3 in the run folder ``out`` (resumable), then ``--install`` into ``model``."""
+    from longtake.model.builtin import load_builtin
+
+    built = load_builtin(model)
+    if built.settings.layout_prior is None:
+        raise ValueError(f"{model}: the DiT has no layout input, so there is nowhere to stand a sprite")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "settings.json"
+    wanted = {"train": dataclasses.asdict(cfg) | {"checkpoint_seconds": None, "log_every": None}, "model": str(Path(model).resolve())}
+    if settings.is_file() and json.loads(settings.read_text()) != json.loads(json.dumps(wanted)):
+        raise ValueError(f"{out} holds a run with other settings ({settings}); use a new --out")
+    settings.write_text(json.dumps(wanted, indent=1))
+    sprite_cfg = SpriteConfig(text_dim=built.text_encoder.dim)
+    torch.manual_seed(cfg.seed)
+    sprites = FigureSprites(sprite_cfg)
+    crops_path = out / "crops.pt"
+    t0 = time.monotonic()
+    if crops_path.is_file():
+        crops = torch.load(crops_path, weights_only=False)
+    else:
+        crops = collect_crops(cfg, sprite_cfg, fps=16)
+        with atomic_output(crops_path) as tmp:
+            torch.save(crops, tmp)
+        log(f"crops: {len(crops['x'])} figures from {cfg.stories} stories in {time.monotonic() - t0:.0f} s")
+    cast = train_cast(sprites, built.text_encoder, crops, cfg, log)
+    dec = train_decoder(sprites, crops, cfg, out / "ckpt.pt", log)
+    sprites.eval()
+    if install:
+        install_sprites(model, sprites, provenance={"command": "python -m longtake.train.sprites " + " ".join(sys.argv[1:]),
+                                                    "config": dataclasses.asdict(cfg), "crops": len(crops["x"]), "cast": cast, "decoder": dec})
+        log(f"installed into {model}")
+    return sprites
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m longtake.train.sprites", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True, help="built-in model folder (its text encoder is used; --install writes here)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (crops, checkpoint); the same command resumes")
+    ap.add_argument("--install", action="store_true", help="write sprites.safetensors and model.json's 'sprites' into --model")
+    ap.add_argument("--threads", type=int, default=None)
+    for f in dataclasses.fields(SpriteTrainConfig):
+        if f.name in ("duration",):
+            continue
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = SpriteTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SpriteTrainConfig) if f.name != "duration"})
+        run(args.model, args.out, cfg, install=args.install, log=lambda m: print(m, flush=True))
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # ModelError and friends: one line, exit 2
+        from longtake.errors import LongtakeError
+
+        if isinstance(err, LongtakeError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""The figure layer of the built-in model (model/sprites.py, train/sprites.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from longtake.generate import builtin_generator
+from longtake.model import CausalWanDiT, ModelError, get_preset
+from longtake.model.builtin import load_builtin, save_builtin
+from longtake.model.layout import LayoutPrior
+from longtake.model.sprites import SPRITES_FILE, FigureSprites, SpriteConfig, anchors, install_sprites, paste_sprites
+from longtake.model.text_builtin import BuiltinTextConfig, BuiltinTextEncoder
+from longtake.model.tokenizer import Tokenizer
+from longtake.model.vae_builtin import BuiltinVAE, BuiltinVAEConfig
+from longtake.plan import plan
+from longtake.sample.schedules import self_forcing_sigmas
+from longtake.script import Story
+
+TINY = SpriteConfig(height=16, width=8, hidden=16, channels=(8, 8, 8, 8), text_dim=32)
+
+
+def test_anchors_stand_a_sprite_on_the_bottom_of_the_box_without_its_margin():
+    box = torch.zeros(2, 8, 8)
+    box[0, 2:7, 3:6] = 1  # rows 2-6, cols 3-5, grown by one latent pixel on each side
+    assert anchors(box, spatial=4) == [((7 - 1) * 4, round((3 + 6) * 4 / 2)), None]
+    assert anchors(box, spatial=4, dilate=0) == [(7 * 4, 18), None]
+
+
+def test_paste_puts_sprite_pixels_where_alpha_is_set_and_clips_at_the_edges():
+    frames = np.zeros((2, 10, 10, 3), np.uint8)
+    rgb = np.full((1, 4, 4, 3), 200, np.uint8)
+    alpha = np.zeros((1, 4, 4), bool)
+    alpha[0, 1:, 1:3] = True
+    out = paste_sprites(frames, rgb, alpha, [(10, 1)])  # bottom row 10 (exclusive), centre column 1: left edge at -1
+    assert frames.sum() == 0  # the input is not changed
+    want = np.zeros((10, 10), bool)
+    want[7:10, 0:2] = True  # alpha columns 1-2 land on frame columns 0-1
+    assert np.array_equal(out[0, :, :, 0] == 200, want) and np.array_equal(out[1], out[0])
+    assert np.array_equal(paste_sprites(frames, rgb, alpha, [None]), frames)
+    assert np.array_equal(paste_sprites(frames, rgb, alpha, [(30, 30)]), frames)  # wholly outside
+
+
+def test_sprite_config_refuses_bad_settings_in_one_message():
+    with pytest.raises(ValueError, match="multiples of 8.*action must be"):
+        SpriteConfig(height=12, action="dance")
+
+
+def _layout_folder(tmp_path, story: Story):
+    """A tiny layout DiT folder whose tokenizer knows the story's planned prompts."""
+    torch.manual_seed(0)
+    tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
+    tok = Tokenizer.build([c.prompt for c in tl.chunks])
+    text = BuiltinTextEncoder(BuiltinTextConfig(vocab_size=len(tok), dim=32, num_layers=1, num_heads=2, max_tokens=48), tok).eval()
+    dit = CausalWanDiT(get_preset("tiny").replace(prediction="sample", layout_channels=2)).eval()
+    vae = BuiltinVAE(BuiltinVAEConfig(latent_channels=4, channels=(8, 8, 8, 8), enc_res_blocks=0, dec_res_blocks=(0, 0, 0, 0), norm_groups=4)).eval()
+    prior = LayoutPrior({1: ((0.25, 0.25, 1.0, 0.75),), 2: ((0.25, 0.0, 1.0, 0.5), (0.25, 0.5, 1.0, 1.0))})
+    return save_builtin(tmp_path / "m", dit, vae, text, sigmas=self_forcing_sigmas(2), layout_prior=prior)
+
+
+def _story() -> Story:
+    return Story.model_validate({
+        "title": "sprites", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
+        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
+        "locations": [{"id": "office"}],
+        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 1.0}]}],
+    })
+
+
+def test_installed_sprites_load_count_in_the_weights_and_are_drawn_over_the_frames(tmp_path):
+    story = _story()
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(1)
+    sprites = FigureSprites(TINY)
+    torch.nn.init.constant_(sprites.net.out.bias, 0.0)
+    with torch.no_grad():
+        sprites.net.out.bias[3] = 5.0  # alpha everywhere in the window: the whole window is pasted
+    install_sprites(folder, sprites, provenance={"note": "test"})
+    model = load_builtin(folder)
+    assert model.sprites is not None and SPRITES_FILE in model.weights
+    assert json.loads((folder / "model.json").read_text())["sprites"]["train"] == {"note": "test"}
+
+    tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
+    plain = [fc.frames for fc in builtin_generator(folder, memory="sink", sprites=False).stream(tl, seed=0)]
+    drawn = [fc.frames for fc in builtin_generator(folder, memory="sink").stream(tl, seed=0)]
+    rgb, alpha = model.sprites.draw(torch.zeros(1, 32), "office")  # the window's colour does not depend on the name here
+    assert alpha.all()
+    # the tiny VAE makes 4x4 latents of 8x8 pixels; the prior's box for one character is latent
+    # rows 1-3, columns 1-2 (grown by one latent pixel in training): the sprite stands on pixel
+    # row (4 - 1) * 8 = 24, centred on column (1 + 3) * 8 / 2 = 16
+    for a, b in zip(plain, drawn):
+        mask = np.zeros(a.shape[1:3], bool)
+        mask[24 - 16 : 24, 16 - 4 : 16 + 4] = True
+        assert np.array_equal(a[:, ~mask], b[:, ~mask])
+        assert (b[:, mask] != a[:, mask]).any()
+
+
+def test_a_folder_naming_sprites_it_does_not_hold_is_one_clear_error(tmp_path):
+    folder = _layout_folder(tmp_path, _story())
+    install_sprites(folder, FigureSprites(TINY))
+    (folder / SPRITES_FILE).unlink()
+    with pytest.raises(ModelError, match="sprites.safetensors is missing"):
+        load_builtin(folder)
+    install_sprites(folder, FigureSprites(TINY))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["sprites"]["width"] = 12
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="bad 'sprites' settings"):
+        load_builtin(folder)
+
+
+def test_crops_stand_on_the_window_bottom_and_the_decoder_resumes_to_the_same_weights(tmp_path):
+    from longtake.train.sprites import SpriteTrainConfig, collect_crops, train_decoder
+
+    cfg = SpriteTrainConfig(stories=2, steps=4, batch=4, checkpoint_seconds=0.0, log_every=2)
+    sprite_cfg = SpriteConfig(height=64, width=40, hidden=16, channels=(8, 8, 8, 8))
+    crops = collect_crops(cfg, sprite_cfg)
+    x = crops["x"].numpy()
+    assert len(x) > 0 and x.shape[1:] == (64, 40, 4)
+    own = x[..., 3] > 127
+    assert own[:, -1].any(axis=1).mean() > 0.9  # feet on the bottom row
+    assert (crops["labels"] >= -1).all() and len(crops["prompts"]) == len(x)
+
+    torch.manual_seed(0)
+    a = FigureSprites(sprite_cfg)
+    torch.manual_seed(0)
+    b = FigureSprites(sprite_cfg)
+    train_decoder(a, crops, cfg, tmp_path / "a.pt", log=lambda m: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill(message: str) -> None:
+        raise Killed(message)
+
+    with pytest.raises(Killed, match="step 2/4"):  # killed at step 2, before its checkpoint
+        train_decoder(b, crops, cfg, tmp_path / "b.pt", log=kill)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 1
+    torch.manual_seed(0)
+    b = FigureSprites(sprite_cfg)  # a fresh process: everything comes from the checkpoint
+    train_decoder(b, crops, cfg, tmp_path / "b.pt", log=lambda m: None)
+    for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(p, q), name
