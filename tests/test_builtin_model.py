@@ -153,7 +153,8 @@ def test_missing_shipped_weights_is_one_actionable_line(no_shipped):
 @pytest.mark.skipif(not weights_present(), reason="the shipped built-in weights are not committed yet")
 def test_shipped_weights_load_and_fit_the_cap():
     m = load_builtin()
-    assert sum((m.folder / f).stat().st_size for f in FILES) <= builtin_mod.MAX_SHIPPED_BYTES
+    assert set(FILES) <= set(m.weights)
+    assert sum((m.folder / f).stat().st_size for f in m.weights) <= builtin_mod.MAX_SHIPPED_BYTES  # the sprites count too
     assert (m.settings.frames_per_chunk, m.settings.first_chunk_frames) == (12, 9)
 
 

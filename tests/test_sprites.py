@@ -144,3 +144,40 @@ def test_crops_stand_on_the_window_bottom_and_the_decoder_resumes_to_the_same_we
     train_decoder(b, crops, cfg, tmp_path / "b.pt", log=lambda m: None)
     for (name, p), q in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_a_character_keeps_one_figure_across_shots_whatever_the_shot_says(tmp_path):
+    """The figure is read from the character's own description, not from each shot's prompt:
+    two shots that word Ann's action differently show the same pixels where she stands."""
+    story = Story.model_validate({
+        "title": "two shots", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
+        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
+        "locations": [{"id": "office"}],
+        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 0.75},
+                                                     {"prompt": "Ann sits and drinks", "characters": ["ann"], "duration": 0.75}]}],
+    })
+    tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
+    assert len({c.prompt for c in tl.chunks}) == 2
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(2)
+    sprites = FigureSprites(TINY)
+    with torch.no_grad():
+        sprites.net.out.bias[3] = 5.0
+        sprites.cast.weight.normal_(0, 3.0)  # attributes that follow the name embedding closely
+    install_sprites(folder, sprites)
+    gen = builtin_generator(folder, memory="sink")
+    calls = []
+    draw = gen.sprites.draw
+    gen.sprites.draw = lambda names, kind: calls.append(names.clone()) or draw(names, kind)
+    frames = [fc.frames for fc in gen.stream(tl, seed=0)]
+    region = (slice(None), slice(8, 24), slice(12, 20))
+    assert np.array_equal(frames[0][region][0], frames[-1][region][-1])
+    assert len(calls) == 1  # one figure for Ann, drawn once, for both shots
+    from longtake.model.layout import name_embeddings
+
+    text, tokens, limit = gen.text_encoder, gen.text_encoder.tokenizer.tokens, gen.text_encoder.max_tokens
+    sheet = "Ann (a girl with red hair and a blue shirt)."
+    assert torch.allclose(calls[0], name_embeddings(text.encode([sheet])[0], [sheet], tokens, limit, 1)[0])
+    # the check has teeth: each shot's own prompt gives Ann another name embedding
+    shots = [name_embeddings(text.encode([c.prompt])[0], [c.prompt], tokens, limit, 1)[0] for c in (tl.chunks[0], tl.chunks[-1])]
+    assert not torch.allclose(shots[0], shots[1])

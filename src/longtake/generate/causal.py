@@ -232,7 +232,7 @@ class CausalGenerator:
         self.layout_prior = layout_prior if cfg.layout_channels else None
         self.paint_composite = float(paint_composite)
         self.sprites = sprites
-        self._sprites: OrderedDict[tuple[str, str | None], tuple[np.ndarray, np.ndarray, list]] = OrderedDict()
+        self._sprites: OrderedDict[tuple[str, str | None], tuple[np.ndarray, np.ndarray]] = OrderedDict()  # (cast-sheet prompt, place) -> figure
         self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt cache key -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
@@ -506,25 +506,35 @@ class CausalGenerator:
         return frames, vae_state, prompt
 
     def _draw_sprites(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], device: torch.device) -> np.ndarray:
-        """The figure layer (``sprites``): the characters ``chunk.prompt`` introduces, drawn
-        from their name embeddings for the kind of place the chunk is in (its location id,
-        else its prompt; unknown when neither names a StoryWorld place), pasted at the layout
-        prior's boxes. Drawn once per (prompt, place); the last 64 are kept."""
+        """The figure layer (``sprites``): each character ``chunk.prompt`` introduces, drawn for
+        the kind of place the chunk is in (its location id, else its prompt; unknown when
+        neither names a StoryWorld place) and pasted where the layout prior stands it.
+
+        A character's figure is read from its own description, the prompt ``Name
+        (description).`` (the cast sheet's wording, as entity memory's references use), not
+        from the shot's prompt: the text encoder reads a name in the context of the whole
+        prompt, and a figure that followed each shot's wording would change clothes between
+        shots (session 19: the example's Leo read black trousers in one shot and grey in the
+        next). Drawn once per (description, place); the last 64 are kept."""
         assert self.sprites is not None and self.layout_prior is not None
+        tokens, limit = self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens
         kind = parse_location(chunk.location) or parse_location(chunk.prompt)
-        key = (self.text_encoder.cache_key(chunk.prompt), kind)
-        if key not in self._sprites:
-            n = len(introduced(chunk.prompt, self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens))
-            slots = self.dit.config.layout_slots
-            boxes = self.layout_prior.masks(n, slots, 1, *latent_hw)[:, 0]  # (E, H, W)
-            if self.text_encoder.cache_key(chunk.prompt) not in self._names:
-                self._keep_names(self.text_encoder.cache_key(chunk.prompt), chunk.prompt, self.text_encoder.encode([chunk.prompt])[0], device)
-            names = self._names[self.text_encoder.cache_key(chunk.prompt)][0]  # (E, text_dim)
-            rgb, alpha = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind)
-            where = sprite_anchors(boxes, self.vae.spatial_factor)[: min(n, slots)]
-            self._sprites[key] = (rgb, alpha, where)
-            while len(self._sprites) > 64:
-                self._sprites.popitem(last=False)
-        self._sprites.move_to_end(key)
-        rgb, alpha, where = self._sprites[key]
-        return paste_sprites(frames, rgb, alpha, where)
+        intro = introduced(chunk.prompt, tokens, limit)
+        slots = self.dit.config.layout_slots
+        boxes = self.layout_prior.masks(len(intro), slots, 1, *latent_hw)[:, 0]  # (E, H, W)
+        rgb, alpha = [], []
+        for name, _, description in intro[:slots]:
+            key = (f"{name} ({description}).", kind)
+            if key not in self._sprites:
+                emb = self.text_encoder.encode([key[0]])[0]
+                names = name_embeddings(emb, [key[0]], tokens, limit, 1)[0]  # (1, text_dim)
+                self._sprites[key] = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind)
+                while len(self._sprites) > 64:
+                    self._sprites.popitem(last=False)
+            self._sprites.move_to_end(key)
+            rgb.append(self._sprites[key][0])
+            alpha.append(self._sprites[key][1])
+        if not rgb:
+            return frames
+        where = sprite_anchors(boxes, self.vae.spatial_factor)[: len(rgb)]
+        return paste_sprites(frames, np.concatenate(rgb), np.concatenate(alpha), where)
