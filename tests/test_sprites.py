@@ -181,3 +181,50 @@ def test_a_character_keeps_one_figure_across_shots_whatever_the_shot_says(tmp_pa
     # the check has teeth: each shot's own prompt gives Ann another name embedding
     shots = [name_embeddings(text.encode([c.prompt])[0], [c.prompt], tokens, limit, 1)[0] for c in (tl.chunks[0], tl.chunks[-1])]
     assert not torch.allclose(shots[0], shots[1])
+
+
+def test_a_resumed_render_with_sprites_equals_an_uninterrupted_one(tmp_path):
+    """The layer is a function of the description and the place, so a render resumed after
+    chunk 2 draws the figures of the chunks after it exactly as a straight render does."""
+    from longtake.pipeline import render_story
+    from longtake.video import sha256_file
+
+    story = Story.model_validate({
+        "title": "resume", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
+        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
+        "locations": [{"id": "office"}],
+        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 1.0},
+                                                     {"prompt": "Ann sits and drinks", "characters": ["ann"], "duration": 1.0}]}],
+    })
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(4)
+    install_sprites(folder, FigureSprites(TINY))
+    tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
+
+    class Stop(Exception):
+        pass
+
+    class StopAfter:
+        def __init__(self, gen, n):
+            self.gen, self.n = gen, n
+
+        def info(self):
+            return self.gen.info()
+
+        def state_dict(self):
+            return self.gen.state_dict()
+
+        def stream(self, timeline, **kw):
+            for i, fc in enumerate(self.gen.stream(timeline, **kw)):
+                if i == self.n:
+                    raise Stop
+                yield fc
+
+    straight = render_story(story, tl, builtin_generator(folder), tmp_path / "a.mp4", seed=1)
+    out = tmp_path / "b.mp4"
+    with pytest.raises(Stop):
+        render_story(story, tl, StopAfter(builtin_generator(folder), 3), out, seed=1, checkpoint_every=2)
+    render_story(story, tl, builtin_generator(folder), out, seed=1, resume=True)
+    assert sha256_file(straight.video) == sha256_file(out)
+    manifest = json.loads(straight.manifest.read_text())
+    assert "sprites.safetensors" in json.dumps(manifest)  # the layer's weights are named in the manifest

@@ -514,7 +514,7 @@ class CausalGenerator:
         (description).`` (the cast sheet's wording, as entity memory's references use), not
         from the shot's prompt: the text encoder reads a name in the context of the whole
         prompt, and a figure that followed each shot's wording would change clothes between
-        shots (session 19: the example's Leo read black trousers in one shot and grey in the
+        shots (session 19: the example's Leo read red trousers in one shot and black in the
         next). Drawn once per (description, place); the last 64 are kept."""
         assert self.sprites is not None and self.layout_prior is not None
         tokens, limit = self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens
