@@ -27,6 +27,8 @@ from longtake.sample.schedules import self_forcing_sigmas
 from longtake.script import Story
 from longtake.video import read_video, sha256_file
 
+from interrupt import Interrupted, StopAfter  # tests/interrupt.py
+
 SIZE = 32  # VAE spatial factor 8 -> 4x4 latents; DiT patch 2x2 -> 4 tokens per latent frame
 PROMPTS = ["a red ball rolls", "a blue cube spins", "the red ball stops"]
 runner = CliRunner()
@@ -286,27 +288,6 @@ def test_state_round_trip_keeps_structure(tmp_path):
 # ----------------------------------------------------------------------------- resumable renders
 
 
-class Interrupted(Exception):
-    pass
-
-
-class StopAfter:
-    """Wraps a generator and raises after ``n`` chunks, like a killed process would stop."""
-
-    def __init__(self, gen, n: int):
-        self.gen, self.n = gen, n
-
-    def info(self):
-        return self.gen.info()
-
-    def state_dict(self):
-        return self.gen.state_dict()
-
-    def stream(self, timeline, **kw):
-        for i, fc in enumerate(self.gen.stream(timeline, **kw)):
-            if i == self.n:
-                raise Interrupted
-            yield fc
 
 
 def test_interrupted_then_resumed_render_equals_uninterrupted(folder, tmp_path):

@@ -20,6 +20,8 @@ from longtake.plan import plan
 from longtake.sample.schedules import self_forcing_sigmas
 from longtake.script import Story
 
+from interrupt import Interrupted, StopAfter  # tests/interrupt.py
+
 TINY = SpriteConfig(height=16, width=8, hidden=16, channels=(8, 8, 8, 8), text_dim=32)
 
 
@@ -61,12 +63,14 @@ def _layout_folder(tmp_path, story: Story):
     return save_builtin(tmp_path / "m", dit, vae, text, sigmas=self_forcing_sigmas(2), layout_prior=prior)
 
 
-def _story() -> Story:
+def _story(*shots: tuple[str, float]) -> Story:
+    """Ann in the office, one shot per (prompt, seconds); default one shot "Ann waves" of 1 s."""
     return Story.model_validate({
         "title": "sprites", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
         "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
         "locations": [{"id": "office"}],
-        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 1.0}]}],
+        "scenes": [{"location": "office", "shots": [{"prompt": p, "characters": ["ann"], "duration": d}
+                                                     for p, d in (shots or (("Ann waves", 1.0),))]}],
     })
 
 
@@ -149,13 +153,7 @@ def test_crops_stand_on_the_window_bottom_and_the_decoder_resumes_to_the_same_we
 def test_a_character_keeps_one_figure_across_shots_whatever_the_shot_says(tmp_path):
     """The figure is read from the character's own description, not from each shot's prompt:
     two shots that word Ann's action differently show the same pixels where she stands."""
-    story = Story.model_validate({
-        "title": "two shots", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
-        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
-        "locations": [{"id": "office"}],
-        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 0.75},
-                                                     {"prompt": "Ann sits and drinks", "characters": ["ann"], "duration": 0.75}]}],
-    })
+    story = _story(("Ann waves", 0.75), ("Ann sits and drinks", 0.75))
     tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
     assert len({c.prompt for c in tl.chunks}) == 2
     folder = _layout_folder(tmp_path, story)
@@ -189,40 +187,16 @@ def test_a_resumed_render_with_sprites_equals_an_uninterrupted_one(tmp_path):
     from longtake.pipeline import render_story
     from longtake.video import sha256_file
 
-    story = Story.model_validate({
-        "title": "resume", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
-        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair and a blue shirt"}],
-        "locations": [{"id": "office"}],
-        "scenes": [{"location": "office", "shots": [{"prompt": "Ann waves", "characters": ["ann"], "duration": 1.0},
-                                                     {"prompt": "Ann sits and drinks", "characters": ["ann"], "duration": 1.0}]}],
-    })
+    story = _story(("Ann waves", 1.0), ("Ann sits and drinks", 1.0))
     folder = _layout_folder(tmp_path, story)
     torch.manual_seed(4)
     install_sprites(folder, FigureSprites(TINY))
     tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
 
-    class Stop(Exception):
-        pass
-
-    class StopAfter:
-        def __init__(self, gen, n):
-            self.gen, self.n = gen, n
-
-        def info(self):
-            return self.gen.info()
-
-        def state_dict(self):
-            return self.gen.state_dict()
-
-        def stream(self, timeline, **kw):
-            for i, fc in enumerate(self.gen.stream(timeline, **kw)):
-                if i == self.n:
-                    raise Stop
-                yield fc
 
     straight = render_story(story, tl, builtin_generator(folder), tmp_path / "a.mp4", seed=1)
     out = tmp_path / "b.mp4"
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         render_story(story, tl, StopAfter(builtin_generator(folder), 3), out, seed=1, checkpoint_every=2)
     render_story(story, tl, builtin_generator(folder), out, seed=1, resume=True)
     assert sha256_file(straight.video) == sha256_file(out)
