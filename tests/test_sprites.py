@@ -202,3 +202,20 @@ def test_a_resumed_render_with_sprites_equals_an_uninterrupted_one(tmp_path):
     assert sha256_file(straight.video) == sha256_file(out)
     manifest = json.loads(straight.manifest.read_text())
     assert "sprites.safetensors" in json.dumps(manifest)  # the layer's weights are named in the manifest
+
+
+def test_train_sprites_command_installs_a_layer_that_loads_and_refuses_unknown_settings(tmp_path):
+    from typer.testing import CliRunner
+
+    from longtake.cli import app
+
+    folder = _layout_folder(tmp_path, _story())
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train-sprites", "--model", str(folder), "--out", str(tmp_path / "run"), "--set", "bogus=1"])
+    assert bad.exit_code == 2 and "bogus" in bad.output
+    args = ["train-sprites", "--model", str(folder), "--out", str(tmp_path / "run"), "--install",
+            "--set", "stories=1", "--set", "steps=2", "--set", "cast_epochs=1", "--set", "batch=4"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    model = load_builtin(folder)
+    assert model.sprites is not None and json.loads((folder / "model.json").read_text())["sprites"]["train"]["decoder"]["steps"] == 2

@@ -42,18 +42,16 @@ from torch import Tensor, nn
 
 from longtake.errors import LongtakeError
 from longtake.generate.protocol import FrameChunk, GeneratorInfo
+from longtake.generate.sprite_layer import FigureSprites, SpriteLayer
 from longtake.model.dit import CausalWanDiT
 from longtake.model.kv_cache import KVCache, PromptKV
 from longtake.model.layout import LayoutPrior, composite_paint, introduced, name_embeddings
-from longtake.model.sprites import FigureSprites, paste_sprites
-from longtake.model.sprites import anchors as sprite_anchors
 from longtake.model.text_encoder import TextEncoder
 from longtake.model.vae import VideoVAE
 from longtake.plan.timeline import Chunk, Timeline
 from longtake.sample.denoiser import Denoiser
 from longtake.sample.samplers import sample_euler, sample_few_step, sample_heun
 from longtake.sample.schedules import self_forcing_sigmas
-from longtake.world.parse import parse_location
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +157,8 @@ class CausalGenerator:
             figure painter's latents replace the chunk's where its coverage exceeds it
             (:func:`~longtake.model.layout.composite_paint`), before the cache and the decoder
             see the chunk. Needs a DiT with a figure painter.
-        sprites: the built-in model's figure layer (:mod:`longtake.model.sprites`), or None:
-            each character a chunk's prompt introduces is drawn from its name embedding and
-            pasted into the decoded frames where the layout prior places it. The cache and the
-            memory keep the sampled latents. Needs a layout DiT.
+        sprites: the built-in model's figure layer (:mod:`longtake.generate.sprite_layer`) or
+            None; pasted into the decoded frames only. Needs a layout DiT.
 
     Attributes:
         frames_per_chunk: output frames of every chunk after the first (``t * F``).
@@ -192,8 +188,6 @@ class CausalGenerator:
         sprites: FigureSprites | None = None,
     ) -> None:
         cfg = dit.config
-        if sprites is not None and not cfg.layout_channels:
-            raise GenerateError("sprites stand where the layout prior places characters; this DiT has no layout input")
         if paint_composite and not (cfg.paint_hidden and 0.0 < paint_composite < 1.0):
             raise GenerateError(f"paint_composite must be 0 (off) or a coverage threshold in (0, 1) for a DiT with a figure painter, "
                                 f"got {paint_composite} (paint_hidden={cfg.paint_hidden})")
@@ -232,7 +226,7 @@ class CausalGenerator:
         self.layout_prior = layout_prior if cfg.layout_channels else None
         self.paint_composite = float(paint_composite)
         self.sprites = sprites
-        self._sprites: OrderedDict[tuple[str, str | None], tuple[np.ndarray, np.ndarray]] = OrderedDict()  # (cast-sheet prompt, place) -> figure
+        self._sprite_layer = SpriteLayer(sprites, text_encoder, cfg, vae.spatial_factor) if sprites is not None else None
         self._names: OrderedDict[str, Tensor] = OrderedDict()  # prompt cache key -> slot name embeddings (1, E, text_dim)
         t = vae.temporal_factor
         self.latent_frames_per_chunk = cfg.frames_per_chunk
@@ -501,40 +495,6 @@ class CausalGenerator:
         frames = np.concatenate(parts)  # (N, Hp, Wp, 3)
         if frames.shape[0] != chunk.num_frames:
             raise GenerateError(f"chunk {chunk.index}: the VAE decoded {frames.shape[0]} frames, the timeline wants {chunk.num_frames}")
-        if self.sprites is not None:
-            frames = self._draw_sprites(chunk, frames, latent_hw, device)
+        frames = self._sprite_layer(chunk, frames, latent_hw, self.layout_prior) if self._sprite_layer else frames
         return frames, vae_state, prompt
 
-    def _draw_sprites(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], device: torch.device) -> np.ndarray:
-        """The figure layer (``sprites``): each character ``chunk.prompt`` introduces, drawn for
-        the kind of place the chunk is in (its location id, else its prompt; unknown when
-        neither names a StoryWorld place) and pasted where the layout prior stands it.
-
-        A character's figure is read from its own description, the prompt ``Name
-        (description).`` (the cast sheet's wording, as entity memory's references use), not
-        from the shot's prompt: the text encoder reads a name in the context of the whole
-        prompt, and a figure that followed each shot's wording would change clothes between
-        shots (session 19: the example's Leo read red trousers in one shot and black in the
-        next). Drawn once per (description, place); the last 64 are kept."""
-        assert self.sprites is not None and self.layout_prior is not None
-        tokens, limit = self.text_encoder.tokenizer.tokens, self.text_encoder.max_tokens
-        kind = parse_location(chunk.location) or parse_location(chunk.prompt)
-        intro = introduced(chunk.prompt, tokens, limit)
-        slots = self.dit.config.layout_slots
-        boxes = self.layout_prior.masks(len(intro), slots, 1, *latent_hw)[:, 0]  # (E, H, W)
-        rgb, alpha = [], []
-        for name, _, description in intro[:slots]:
-            key = (f"{name} ({description}).", kind)
-            if key not in self._sprites:
-                emb = self.text_encoder.encode([key[0]])[0]
-                names = name_embeddings(emb, [key[0]], tokens, limit, 1)[0]  # (1, text_dim)
-                self._sprites[key] = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind)
-                while len(self._sprites) > 64:
-                    self._sprites.popitem(last=False)
-            self._sprites.move_to_end(key)
-            rgb.append(self._sprites[key][0])
-            alpha.append(self._sprites[key][1])
-        if not rgb:
-            return frames
-        where = sprite_anchors(boxes, self.vae.spatial_factor)[: len(rgb)]
-        return paste_sprites(frames, np.concatenate(rgb), np.concatenate(alpha), where)

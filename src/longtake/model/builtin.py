@@ -10,7 +10,7 @@ One folder holds everything the built-in generator needs; nothing is downloaded:
     <folder>/vae.safetensors     BuiltinVAE.save_safetensors (config in its metadata)
     <folder>/text/               BuiltinTextEncoder.save_pretrained (text_encoder.safetensors + vocab.json)
     <folder>/sprites.safetensors optional: the figure layer (model/sprites.py; config under "sprites"
-                                 in model.json), added by ``python -m longtake.train.sprites --install``
+                                 in model.json), added by ``longtake train-sprites --install``
 
 The DiT is stored in float16 so that the three parts together stay under the repository's
 40 MB cap (DiT ~7M parameters -> 14 MB); every model still runs in float32 on the CPU.

@@ -264,7 +264,7 @@ def load_sprites(folder, meta: dict, text_dim: int, device: str | torch.device =
     if config.text_dim != text_dim:
         raise ModelError(f"{Path(folder) / 'model.json'}: sprites read {config.text_dim}-dim names but the text encoder gives {text_dim}")
     if not path.is_file():
-        raise ModelError(f"{path} is missing; model.json names sprites (remove its 'sprites' entry or train them: python -m longtake.train.sprites)")
+        raise ModelError(f"{path} is missing; model.json names sprites (remove its 'sprites' entry or train them: longtake train-sprites)")
     module = FigureSprites(config)
     state = load_file(str(path))
     expected = module.state_dict()

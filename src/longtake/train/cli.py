@@ -89,3 +89,44 @@ def train_command(
             shutil.rmtree(install)
         tmp.rename(install)
         out.print(f"installed the model in {install}")
+
+
+@user_errors
+def train_sprites_command(
+    model: Annotated[Path, typer.Option("--model", help="Built-in model folder: its text encoder is read, and --install writes the layer into it.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (crops, checkpoint); the same command resumes.")] = Path("runs/sprites"),
+    install: Annotated[bool, typer.Option("--install", help="Write sprites.safetensors and model.json's 'sprites' into --model when done.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting, KEY=JSON (e.g. --set steps=500); see train/sprites.py.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch threads (default: all cores).")] = None,
+) -> None:
+    """Train the built-in model's figure layer (docs/training.md, "Session 19") on StoryWorld.
+
+    Kill it at any time and run the same command again: it continues from the last checkpoint.
+    """
+    import dataclasses
+
+    import torch
+
+    from longtake.train.config import TrainError
+    from longtake.train.sprites import SpriteTrainConfig, run
+
+    fields = {f.name for f in dataclasses.fields(SpriteTrainConfig)}
+    changes = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise TrainError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            raise TrainError(f"--set {item!r}: the value must be JSON (a number, true/false, a list)") from None
+    if "duration" in changes:
+        changes["duration"] = tuple(changes["duration"])
+    try:
+        cfg = SpriteTrainConfig(**changes)
+    except TypeError as exc:
+        raise TrainError(f"--set: {exc}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run(model, out_dir, cfg, install=install, log=lambda line: err.print(line, highlight=False), command=command)

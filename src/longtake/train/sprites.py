@@ -1,6 +1,6 @@
 """Train the figure layer of a built-in model folder (model/sprites.py) and install it there.
 
-    python -m longtake.train.sprites --model src/longtake/assets/builtin --out runs/sprites --install
+    longtake train-sprites --model src/longtake/assets/builtin --out runs/sprites --install
 
 1. **Crops** (``crops.pt`` in the run folder, written once): StoryWorld stories of the
    training split (never the held-out looks the benches judge) are planned as a render plans
@@ -24,11 +24,11 @@ into the model folder (atomically). Progress is one line per ``log_every`` steps
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+import logging
 import math
-import sys
+from collections.abc import Callable
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from longtake.atomic import atomic_output
 from longtake.model.sprites import SIZES, FigureSprites, SpriteConfig, action_index, condition, install_sprites, kind_index
 from longtake.world.vocab import stable_seed
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,12 @@ class SpriteTrainConfig:
     log_every: int = 250
 
     def __post_init__(self) -> None:
+        from longtake.train.config import TrainError
+
         if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
-            raise ValueError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
+            raise TrainError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
         if not 0.0 <= self.kind_dropout < 1.0:
-            raise ValueError(f"kind_dropout must be in [0, 1), got {self.kind_dropout}")
+            raise TrainError(f"kind_dropout must be in [0, 1), got {self.kind_dropout}")
 
 
 def _story(cfg: SpriteTrainConfig, j: int, size: int, fps: int):
@@ -124,7 +128,9 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
                     slots.append(order.index(timeline.characters[c.id]))
                     story_of.append(j)
     if not xs:
-        raise ValueError(f"{cfg.stories} stories gave no whole, unoverlapped character to learn from")
+        from longtake.train.config import TrainError
+
+        raise TrainError(f"{cfg.stories} stories gave no whole, unoverlapped character to learn from")
     return {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "actions": torch.tensor(actions),
             "kinds": torch.tensor(kinds), "zoom": torch.tensor(zooms), "prompts": prompts, "slots": torch.tensor(slots),
             "story": torch.tensor(story_of)}
@@ -224,18 +230,22 @@ def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, c
     return {"steps": step, "loss_rgb": float(r[0]), "loss_alpha": float(r[1]), "seconds": seconds + time.monotonic() - t0}
 
 
-def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False, log=print) -> FigureSprites:
-    """Steps 1-3 in the run folder ``out`` (resumable), then ``--install`` into ``model``."""
+def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False, log: Callable[[str], None] | None = None,
+        command: str | None = None) -> FigureSprites:
+    """Steps 1-3 in the run folder ``out`` (resumable), then ``install`` into ``model``.
+    ``log`` gets one line per step and progress report (default: this module's logger)."""
+    log = log or logger.info
     from longtake.model.builtin import load_builtin
+    from longtake.train.config import TrainError
 
     built = load_builtin(model)
     if built.settings.layout_prior is None:
-        raise ValueError(f"{model}: the DiT has no layout input, so there is nowhere to stand a sprite")
+        raise TrainError(f"{model}: the DiT has no layout input, so there is nowhere to stand a sprite")
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "settings.json"
     wanted = {"train": dataclasses.asdict(cfg) | {"checkpoint_seconds": None, "log_every": None}, "model": str(Path(model).resolve())}
     if settings.is_file() and json.loads(settings.read_text()) != json.loads(json.dumps(wanted)):
-        raise ValueError(f"{out} holds a run with other settings ({settings}); use a new --out")
+        raise TrainError(f"{out} holds a run with other settings ({settings}); use a new --out")
     settings.write_text(json.dumps(wanted, indent=1))
     sprite_cfg = SpriteConfig(text_dim=built.text_encoder.dim)
     torch.manual_seed(cfg.seed)
@@ -253,40 +263,7 @@ def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False
     dec = train_decoder(sprites, crops, cfg, out / "ckpt.pt", log)
     sprites.eval()
     if install:
-        install_sprites(model, sprites, provenance={"command": "python -m longtake.train.sprites " + " ".join(sys.argv[1:]),
+        install_sprites(model, sprites, provenance={"command": command or "longtake train-sprites",
                                                     "config": dataclasses.asdict(cfg), "crops": len(crops["x"]), "cast": cast, "decoder": dec})
         log(f"installed into {model}")
     return sprites
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m longtake.train.sprites", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True, help="built-in model folder (its text encoder is used; --install writes here)")
-    ap.add_argument("--out", type=Path, required=True, help="run folder (crops, checkpoint); the same command resumes")
-    ap.add_argument("--install", action="store_true", help="write sprites.safetensors and model.json's 'sprites' into --model")
-    ap.add_argument("--threads", type=int, default=None)
-    for f in dataclasses.fields(SpriteTrainConfig):
-        if f.name in ("duration",):
-            continue
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = SpriteTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SpriteTrainConfig) if f.name != "duration"})
-        run(args.model, args.out, cfg, install=args.install, log=lambda m: print(m, flush=True))
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # ModelError and friends: one line, exit 2
-        from longtake.errors import LongtakeError
-
-        if isinstance(err, LongtakeError):
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
