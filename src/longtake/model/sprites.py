@@ -11,7 +11,7 @@ a figure's described parts (hair, top, trousers, hat, glasses) are a determinist
 of its description, so their mean is sharp; only what the text leaves open (pose details,
 shoes, bags) averages out.
 
-:class:`FigureSprites` holds two learnt parts, trained by ``longtake.train.sprites`` on
+:class:`FigureSprites` holds two learnt parts, trained by ``longtake train-sprites`` (train/sprites.py) on
 StoryWorld frames of the training split (never on probe outputs):
 
 - ``cast``: a linear head on the text encoder's output at a character's name (the token the
@@ -21,11 +21,12 @@ StoryWorld frames of the training split (never on probe outputs):
   holds (an action) and the kind of place (its light) to an RGB figure and its alpha, in a
   window of ``height`` x ``width`` pixels whose bottom centre is the point between the feet.
 
-At render time (generate/causal.py) the figures are drawn once per prompt and pasted, where
-their alpha exceeds ``threshold``, into every decoded frame at the layout prior's boxes
-(the same place the DiT's layout puts each character): a layer over the DiT's scene. The
-DiT's cache and memory keep the latents it sampled; the layer is a function of the prompt,
-so a character looks the same whenever its description is the same. Built-in model only.
+At render time (generate/sprite_layer.py) each character is drawn once per description and
+kind of place, read from its own cast-sheet prompt, and pasted, where its alpha exceeds
+``threshold``, into every decoded frame at the layout prior's boxes (the same place the DiT's
+layout puts each character): a layer over the DiT's scene. The DiT's cache and memory keep
+the latents it sampled; a character looks the same whenever its description and the kind
+of place are the same. Built-in model only.
 """
 
 from __future__ import annotations
