@@ -17,6 +17,27 @@ from longtake.cli_common import err, out, user_errors
 LOG_SECONDS = 30.0
 
 
+def parse_sets(items: list[str] | None, *, known: set[str] | None = None) -> dict:
+    """``--set KEY=JSON`` options -> {key: value}. Without ``known``, a value that is not JSON
+    is kept as a string (``longtake train`` checks keys and types itself); with ``known``, an
+    unknown key or a value that is not JSON is a TrainError (one line)."""
+    from longtake.train.config import TrainError
+
+    changes = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or (known is not None and key not in known):
+            hint = f" with KEY one of {', '.join(sorted(known))}" if known is not None else ""
+            raise TrainError(f"--set {item!r}: expected KEY=VALUE{hint}")
+        try:
+            changes[key] = json.loads(value)
+        except ValueError:
+            if known is not None:
+                raise TrainError(f"--set {item!r}: the value must be JSON (a number, true/false, a list)") from None
+            changes[key] = value
+    return changes
+
+
 @user_errors
 def train_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created; a resumed run uses the same one).")] = Path("runs/builtin"),
@@ -34,19 +55,11 @@ def train_command(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from longtake.train.config import TrainError, get_train_preset
+    from longtake.train.config import get_train_preset
     from longtake.train.runner import train
 
     cfg = get_train_preset(preset)
-    changes = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            changes[key] = json.loads(value)
-        except ValueError:
-            changes[key] = value
+    changes = parse_sets(set_)
     if threads is not None:
         changes["threads"] = threads
     if device is not None:
@@ -110,16 +123,7 @@ def train_sprites_command(
     from longtake.train.config import TrainError
     from longtake.train.sprites import SpriteTrainConfig, run
 
-    fields = {f.name for f in dataclasses.fields(SpriteTrainConfig)}
-    changes = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise TrainError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
-        try:
-            changes[key] = json.loads(value)
-        except ValueError:
-            raise TrainError(f"--set {item!r}: the value must be JSON (a number, true/false, a list)") from None
+    changes = parse_sets(set_, known={f.name for f in dataclasses.fields(SpriteTrainConfig)})
     if "duration" in changes:
         changes["duration"] = tuple(changes["duration"])
     try:
