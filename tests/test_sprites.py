@@ -166,7 +166,7 @@ def test_a_character_keeps_one_figure_across_shots_whatever_the_shot_says(tmp_pa
     gen = builtin_generator(folder, memory="sink")
     calls = []
     draw = gen.sprites.draw
-    gen.sprites.draw = lambda names, kind: calls.append(names.clone()) or draw(names, kind)
+    gen.sprites.draw = lambda names, kind, **kw: calls.append(names.clone()) or draw(names, kind, **kw)
     frames = [fc.frames for fc in gen.stream(tl, seed=0)]
     region = (slice(None), slice(8, 24), slice(12, 20))
     assert np.array_equal(frames[0][region][0], frames[-1][region][-1])
@@ -181,18 +181,112 @@ def test_a_character_keeps_one_figure_across_shots_whatever_the_shot_says(tmp_pa
     assert not torch.allclose(shots[0], shots[1])
 
 
+def _away_and_back() -> Story:
+    """Bob alone in the office (the sink shows only him), Ann and Bob, then Bob alone for 3 s
+    (longer than the tiny DiT's window), then Ann alone again."""
+    return Story.model_validate({
+        "title": "looks", "fps": 16, "seed": 3, "size": {"width": 32, "height": 32},
+        "characters": [{"id": "ann", "name": "Ann", "description": "a girl with red hair"},
+                       {"id": "bob", "name": "Bob", "description": "a man with a blue shirt"}],
+        "locations": [{"id": "office"}],
+        "scenes": [{"location": "office", "shots": [
+            {"prompt": "Bob drinks", "characters": ["bob"], "duration": 0.5},
+            {"prompt": "Ann talks to Bob", "characters": ["ann", "bob"], "duration": 1.0},
+            {"prompt": "Bob drinks", "characters": ["bob"], "duration": 3.0},
+            {"prompt": "Ann waves", "characters": ["ann"], "duration": 1.0}]}],
+    })
+
+
+def _chunk(index, who):
+    """A planned chunk of _away_and_back() showing only ``who`` ("ann" or "bob"), as chunk ``index``."""
+    import dataclasses
+
+    chunks = plan(_away_and_back(), frames_per_chunk=8, first_chunk_frames=5).chunks
+    return dataclasses.replace(next(c for c in chunks if c.characters == (who,)), index=index)
+
+
+def test_a_look_lasts_while_an_attended_frame_shows_the_character(tmp_path):
+    """The rule of generate/sprite_layer.py on hand-made caches: a character's look is kept
+    while the sink, the window or a memory frame in attention shows it, and a new one (from
+    the seed of the chunk it comes back in) is drawn when none does."""
+    from longtake.generate.sprite_layer import SpriteLayer, look_seed
+
+    story = _away_and_back()
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(5)
+    install_sprites(folder, FigureSprites(TINY))
+    model = load_builtin(folder)
+    layer = SpriteLayer(model.sprites, model.text_encoder, model.dit.config, 8)  # 2 latent frames per chunk
+    prior = model.settings.layout_prior
+    layer.start(plan(story, frames_per_chunk=8, first_chunk_frames=5), seed=7)
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    layer(_chunk(0, "ann"), frames, (4, 4), prior, [], [0, 1])
+    first = layer.looks["ann"]
+    assert first == look_seed(7, 0)
+    layer(_chunk(1, "bob"), frames, (4, 4), prior, [0, 1], [2, 3])
+    layer(_chunk(2, "ann"), frames, (4, 4), prior, [0, 1, 2, 3], [4, 5])  # frames 0-1 (the sink) show her
+    assert layer.looks["ann"] == first
+    layer(_chunk(3, "bob"), frames, (4, 4), prior, [], [6, 7])  # a new sink: she is forgotten
+    layer(_chunk(4, "ann"), frames, (4, 4), prior, [6, 7], [8, 9], [("office", ("office", "ann"))])
+    assert layer.looks["ann"] == first  # a memory frame in attention shows her
+    saved = layer.state_dict()
+    layer(_chunk(5, "bob"), frames, (4, 4), prior, [], [10, 11])
+    layer(_chunk(6, "ann"), frames, (4, 4), prior, [10, 11], [12, 13])
+    assert layer.looks["ann"] == look_seed(7, 6) != first
+    assert layer.new_looks == 5  # Ann twice; Bob thrice (chunks 3 and 5 start new sinks with nothing showing him)
+    layer.start(plan(story, frames_per_chunk=8, first_chunk_frames=5), seed=7, state={"sprites": saved})
+    assert layer.looks["ann"] == first and layer.state_dict() == saved
+
+
+def test_a_look_fills_what_the_description_leaves_open_and_keeps_what_it_says():
+    from longtake.eval.probe_data import ATTRIBUTES
+    from longtake.model.sprites import LOOK_DIM, look_vector, resolve_look
+
+    names = list(ATTRIBUTES)
+    said = torch.full((9,), -1)
+    said[names.index("hair_colour")] = ATTRIBUTES["hair_colour"].index("red")
+    said[names.index("glasses")] = 0
+    said[names.index("hat")] = 0
+    looks = [resolve_look(said, seed, "ann") for seed in range(12)]
+    assert all(int(lab[names.index("hair_colour")]) == int(said[names.index("hair_colour")]) for lab, _ in looks)
+    assert all(int(lab[names.index("body")]) >= 0 and int(lab[names.index("top_colour")]) >= 0 for lab, _ in looks)
+    assert len({int(lab[names.index("top_colour")]) for lab, _ in looks}) > 1  # left open: drawn per seed
+    assert len({h.shoe_colour for _, h in looks}) > 1
+    again = resolve_look(said, 3, "ann")
+    assert torch.equal(again[0], looks[3][0]) and again[1] == looks[3][1]
+    assert look_vector(None).shape == (LOOK_DIM,) and look_vector(None)[-1] == 0 and look_vector(looks[0][1])[-1] == 1
+
+
+@pytest.mark.parametrize(("memory", "new_looks"), [("sink", 3), ("entity", 2)])
+def test_entity_memory_brings_a_returning_characters_look_back_and_the_sink_does_not(tmp_path, memory, new_looks):
+    """Ann leaves for longer than the window: with the sink only she returns with a new look;
+    entity memory keeps a frame of her, so her look comes back (Bob's look is drawn once)."""
+    story = _away_and_back()
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(6)
+    install_sprites(folder, FigureSprites(TINY))
+    tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
+    gen = builtin_generator(folder, memory=memory)
+    seeds = []
+    for fc in gen.stream(tl, seed=2):
+        if "ann" in fc.chunk.characters:
+            seeds.append(gen._sprite_layer.looks["ann"])
+    assert gen._sprite_layer.new_looks == new_looks
+    assert (len(set(seeds)) == 1) == (memory == "entity")
+
+
 def test_a_resumed_render_with_sprites_equals_an_uninterrupted_one(tmp_path):
-    """The layer is a function of the description and the place, so a render resumed after
-    chunk 2 draws the figures of the chunks after it exactly as a straight render does."""
+    """The looks and which frame shows whom are in the generator state, so a render resumed
+    after chunk 2 draws the figures of the chunks after it exactly as a straight render does
+    (Ann's look, drawn before the interruption, is kept after it)."""
     from longtake.pipeline import render_story
     from longtake.video import sha256_file
 
-    story = _story(("Ann waves", 1.0), ("Ann sits and drinks", 1.0))
+    story = _away_and_back()
     folder = _layout_folder(tmp_path, story)
     torch.manual_seed(4)
     install_sprites(folder, FigureSprites(TINY))
     tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
-
 
     straight = render_story(story, tl, builtin_generator(folder), tmp_path / "a.mp4", seed=1)
     out = tmp_path / "b.mp4"
@@ -219,3 +313,31 @@ def test_train_sprites_command_installs_a_layer_that_loads_and_refuses_unknown_s
     assert res.exit_code == 0, res.output
     model = load_builtin(folder)
     assert model.sprites is not None and json.loads((folder / "model.json").read_text())["sprites"]["train"]["decoder"]["steps"] == 2
+
+
+def test_a_memory_file_carries_the_looks_into_the_next_episode(tmp_path):
+    """--memory-out / --memory-from: episode 2 draws Ann with the look she ended episode 1 with,
+    because an imported frame of her is in attention when she enters; without the file she
+    gets the look of episode 2's own seed."""
+    from longtake.generate.sprite_layer import look_seed
+    from longtake.memory_files import load_memory_file, save_memory_file
+
+    story = _away_and_back()
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(7)
+    install_sprites(folder, FigureSprites(TINY))
+    ep1 = builtin_generator(folder, memory="entity")
+    for _ in ep1.stream(plan(story, frames_per_chunk=8, first_chunk_frames=5), seed=2):
+        pass
+    path = save_memory_file(ep1, story, tmp_path / "ep1.memory")
+    episode2 = story.model_copy(update={"title": "episode 2"})
+    tl2 = plan(episode2, frames_per_chunk=8, first_chunk_frames=5)
+    for preload, want in ((True, ep1._sprite_layer.looks["ann"]), (False, None)):
+        gen = builtin_generator(folder, memory="entity")
+        if preload:
+            gen.preload_memory(*load_memory_file(path, episode2, gen))
+        for fc in gen.stream(tl2, seed=9):
+            if "ann" in fc.chunk.characters:
+                got = gen._sprite_layer.looks["ann"]
+                break
+        assert got == (want if preload else look_seed(9, fc.chunk.index)) and (preload or got != ep1._sprite_layer.looks["ann"])

@@ -13,12 +13,10 @@ Per chunk (DESIGN.md, "The flow of one render"; Self-Forcing / LongLive in REFER
   5. decode: the streaming VAE decoder turns the chunk's latents into pixel frames, carrying
      its causal context in an explicit state; frames become uint8 RGB.
 
-Shot cuts (``chunk.cut``) keep the cache as it is here: the new shot still attends to the sink
-and the recent frames, which is the simplest behaviour that keeps characters consistent
-(shot sinks, and the new sink at a cut to another place, belong to the memory module:
-:class:`~longtake.generate.memory.MemoryGenerator`). Prompt switches only swap the cross-attention
-prompt; LongLive's KV re-cache is left to :meth:`CausalGenerator._on_switch`, a hook that
-does nothing here. The other hooks (``_new_cache``, ``_start``, ``_before_sample``,
+Shot cuts (``chunk.cut``) keep the cache as it is here (shot sinks, and the new sink at a cut
+to another place, belong to :class:`~longtake.generate.memory.MemoryGenerator`). Prompt
+switches only swap the cross-attention prompt; LongLive's KV re-cache is left to the hook
+:meth:`CausalGenerator._on_switch`. The other hooks (``_new_cache``, ``_start``, ``_before_sample``,
 ``_after_sample``, ``_after_write``, ``_extra_state``, ``_restore``) let a subclass add memory
 (:class:`longtake.generate.memory.MemoryGenerator`) without copying the loop.
 
@@ -99,10 +97,8 @@ def resolve_autocast(precision: str, device: torch.device | str) -> torch.dtype 
     """
     if precision not in ("auto", "float32", "bfloat16"):
         raise GenerateError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
-    if precision == "float32":
-        return None
-    if precision == "bfloat16":
-        return torch.bfloat16
+    if precision in ("float32", "bfloat16"):
+        return None if precision == "float32" else torch.bfloat16
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
@@ -158,7 +154,8 @@ class CausalGenerator:
             (:func:`~longtake.model.layout.composite_paint`), before the cache and the decoder
             see the chunk. Needs a DiT with a figure painter.
         sprites: the built-in model's figure layer (:mod:`longtake.generate.sprite_layer`) or
-            None; pasted into the decoded frames only. Needs a layout DiT.
+            None; pasted into the decoded frames only; its looks are saved in the state.
+            Needs a layout DiT.
 
     Attributes:
         frames_per_chunk: output frames of every chunk after the first (``t * F``).
@@ -292,6 +289,8 @@ class CausalGenerator:
         vae_state = self.vae.decoder_state()
         prompt: str | None = None
         latent_hw = (timeline.height // self.vae.spatial_factor, timeline.width // self.vae.spatial_factor)
+        if self._sprite_layer is not None:
+            self._sprite_layer.start(timeline, seed, state)
         if state is not None:
             self._check_state(state, timeline, seed, start_chunk)
             cache.load_state_dict(state["cache"])
@@ -316,6 +315,7 @@ class CausalGenerator:
                 "cache": cache.state_dict(),
                 "vae": self.vae.decoder_state_dict(vae_state),
                 **self._extra_state(),
+                **({"sprites": self._sprite_layer.state_dict()} if self._sprite_layer else {}),
             }
             yield FrameChunk(chunk, frames)
 
@@ -466,6 +466,7 @@ class CausalGenerator:
         if chunk.cut:
             log.debug("chunk %d: shot cut (%d frames cached)", chunk.index, cache.num_frames)
         self._before_sample(chunk, cache)
+        attended = cache.frame_indices  # the frames this chunk reads (the figure layer keeps the looks they show)
         gen = torch.Generator(device=device).manual_seed(chunk_seed(seed, chunk.index))
         cfg = self.dit.config
         shape = (1, cfg.in_channels, self.latent_frames_per_chunk, *latent_hw)  # (B, C, F, H, W)
@@ -483,10 +484,8 @@ class CausalGenerator:
         den.write_cache(x0, cache, **layout)
         self._after_write(chunk, cache, x0)
         latent = x0.to(_module_dtype(self.vae, torch.float32))
-        # One latent frame per decode call (streaming decode is exact at any split): the
-        # full-resolution decoder activations of 4 frames instead of 12 at a time, which cut the
-        # per-chunk working set by ~2/3 and was faster on the CPU (built-in VAE, 128x128:
-        # 136-139 ms vs 163-168 ms per chunk).
+        # One latent frame per decode call (streaming decode is exact at any split): a third of the
+        # working set, and faster on the CPU (built-in VAE, 128x128: 136-139 vs 163-168 ms per chunk).
         parts = []
         for i in range(latent.shape[2]):
             with torch.autocast(device.type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
@@ -495,6 +494,7 @@ class CausalGenerator:
         frames = np.concatenate(parts)  # (N, Hp, Wp, 3)
         if frames.shape[0] != chunk.num_frames:
             raise GenerateError(f"chunk {chunk.index}: the VAE decoded {frames.shape[0]} frames, the timeline wants {chunk.num_frames}")
-        frames = self._sprite_layer(chunk, frames, latent_hw, self.layout_prior) if self._sprite_layer else frames
+        if self._sprite_layer is not None:  # memory modes name what their memory holds of whom (look_tags)
+            frames = self._sprite_layer(chunk, frames, latent_hw, self.layout_prior, attended, cache.frame_indices[-x0.shape[2] :], getattr(self, "look_tags", ()))
         return frames, vae_state, prompt
 

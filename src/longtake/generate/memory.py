@@ -123,8 +123,20 @@ class MemoryGenerator(CausalGenerator):
         self.preload, self.preload_id = state, source_id
 
     def export_memory(self) -> dict[str, Any] | None:
-        """The entity memory of the last stream as plain data (for a memory file), None without."""
-        return self.memory.state_dict() if isinstance(self.memory, EntityMemory) else None
+        """The entity memory of the last stream as plain data (for a memory file), None without;
+        with the figure layer, also the characters' looks ("looks": id -> seed)."""
+        if not isinstance(self.memory, EntityMemory):
+            return None
+        looks = {} if self._sprite_layer is None else dict(self._sprite_layer.looks)
+        return {**self.memory.state_dict(), "looks": looks}
+
+    @property
+    def look_tags(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(location, entity ids) the figure layer may keep looks for in the last chunk: the
+        memory frames it read and, with entity memory, every character it holds frames of
+        (a look is part of the character's record there, kept as long as any frame of her)."""
+        held = [("", tuple(self.memory.tags))] if isinstance(self.memory, EntityMemory) else []
+        return [*self.selected_tags, *held]
 
     def _cast_digest(self) -> str | None:
         if not any(m.images for m in self.cast):
@@ -170,6 +182,8 @@ class MemoryGenerator(CausalGenerator):
             known = set(timeline.characters) | set(timeline.locations)
             if self.preload is not None:
                 n = self.memory.import_entries(self.preload, entities=known)
+                if self._sprite_layer is not None:  # a look comes back where an imported frame shows its character
+                    self._sprite_layer.looks.update({str(e): int(v) for e, v in (self.preload.get("looks") or {}).items() if e in known})
                 log.info("memory: %d entries imported from %s", n, self.preload_id or "a memory file")
             with torch.inference_mode():
                 self._encode_cast(timeline, seed, device, known)

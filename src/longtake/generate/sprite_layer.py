@@ -1,10 +1,25 @@
 """The built-in model's figure layer at render time (model/sprites.py): figures drawn from each
-character's own description and pasted into a chunk's decoded frames where the layout prior
-stands the characters."""
+character's own description and a *look*, pasted into a chunk's decoded frames where the
+layout prior stands the characters.
+
+A look is what the text leaves open about a character: the attributes its description does
+not say and its hidden details (shoes, badge, bag, skin, watch, shades, height), drawn as
+StoryWorld draws them from a seed (model/sprites.py ``resolve_look``). A character gets a
+new look, from the seed of the chunk it enters in, whenever nothing the chunk reads shows it:
+not the sink, not the local window, not a memory frame put in attention (the planner's tags
+say who is on which frame). So a look lives as long as the frames it was drawn in: with the
+sink only, a character who leaves the window (or whose place is cut away) comes back with
+another look; NAM brings it back when its bank kept a frame of her and puts it in attention.
+Entity memory keeps a record per character: her look stays while it holds any frame of her,
+even in a chunk where its place and prompt gates keep those frames out of attention. This
+is an explicit rule, not something the DiT learnt (the layer is outside the DiT): it lets the
+layer carry what the memory holds, no more (docs/memory.md, "Looks")."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -12,11 +27,17 @@ from longtake.model.config import DiTConfig
 from longtake.model.layout import LayoutPrior, introduced, name_embeddings
 from longtake.model.sprites import FigureSprites, anchors, paste_sprites
 from longtake.model.text_encoder import TextEncoder
-from longtake.plan.timeline import Chunk
+from longtake.plan.timeline import Chunk, Timeline
 from longtake.world.parse import parse_location
+from longtake.world.vocab import stable_seed
 
-#: figures kept, one per (cast-sheet prompt, kind of place)
+#: figures kept, one per (cast-sheet prompt, kind of place, look)
 KEEP = 64
+
+
+def look_seed(seed: int, chunk_index: int) -> int:
+    """The seed of the looks first drawn in chunk ``chunk_index`` of a render with ``seed``."""
+    return stable_seed("longtake-look", int(seed), int(chunk_index)) % 2**31
 
 
 class SpriteLayer:
@@ -29,8 +50,12 @@ class SpriteLayer:
     memory's references use), not from the shot's prompt: the text encoder reads a name in the
     context of the whole prompt, and a figure that followed each shot's wording would change
     clothes between shots (session 19: the example's Leo read red trousers in one shot and
-    black in the next). A figure is a function of (description, place), so a resumed render
-    draws what an uninterrupted one draws; the last :data:`KEEP` are kept."""
+    black in the next). What the description leaves open comes from the character's look
+    (module docstring); ``SpriteConfig.looks`` off draws it as the decoder's average instead,
+    the same every time. Names the timeline does not map to one character id get no look.
+
+    State (:meth:`state_dict`): the looks and which characters each held frame shows, so a
+    resumed render draws what an uninterrupted one draws."""
 
     def __init__(self, sprites: FigureSprites, text_encoder: TextEncoder, config: DiTConfig, spatial: int) -> None:
         if not config.layout_channels:
@@ -40,30 +65,67 @@ class SpriteLayer:
         self.sprites = sprites
         self.text = text_encoder
         self.slots = config.layout_slots
+        self.frames_per_chunk = config.frames_per_chunk
         self.spatial = spatial
-        self._figures: OrderedDict[tuple[str, str | None], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._figures: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._seed = 0
+        self._ids: dict[str, str] = {}  # name as prompts introduce it -> character id
+        self.looks: dict[str, int] = {}  # character id -> seed of its current look
+        self._shown: dict[int, tuple[str, ...]] = {}  # held latent frame -> characters on it
+        self.new_looks = 0  # looks drawn in this stream (a character's first included)
 
-    def figure(self, name: str, description: str, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
+    # ------------------------------------------------------------------ state
+    def start(self, timeline: Timeline, seed: int, state: dict[str, Any] | None = None) -> None:
+        """Begin a stream (``state``: the generator state it resumes from, else None)."""
+        names = list(timeline.characters.values())
+        self._ids = {name: cid for cid, name in timeline.characters.items() if names.count(name) == 1}
+        self._seed = int(seed)
+        saved = (state or {}).get("sprites") or {}
+        self.looks = {str(k): int(v) for k, v in (saved.get("looks") or {}).items()}
+        self._shown = {int(f): tuple(str(e) for e in es) for f, es in (saved.get("shown") or {}).items()}
+        self.new_looks = int(saved.get("new_looks", 0))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"looks": dict(self.looks), "shown": {str(f): list(es) for f, es in self._shown.items()}, "new_looks": self.new_looks}
+
+    # ------------------------------------------------------------------ drawing
+    def figure(self, name: str, description: str, kind: str | None, look: tuple[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """RGB (1, h, w, 3) uint8 and alpha (1, h, w) bool of one character."""
-        key = (f"{name} ({description}).", kind)
+        key = (f"{name} ({description}).", kind, look)
         if key not in self._figures:
             tokens, limit = self.text.tokenizer.tokens, self.text.max_tokens  # type: ignore[attr-defined]
             emb = self.text.encode([key[0]])[0]
             names = name_embeddings(emb, [key[0]], tokens, limit, 1)[0]  # (1, text_dim)
-            self._figures[key] = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind)
+            self._figures[key] = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind, looks=[look])
             while len(self._figures) > KEEP:
                 self._figures.popitem(last=False)
         self._figures.move_to_end(key)
         return self._figures[key]
 
-    def __call__(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], prior: LayoutPrior | None) -> np.ndarray:
+    def _look(self, entity: str | None, chunk: Chunk, seen: set[str]) -> tuple[int, str] | None:
+        if entity is None or not self.sprites.config.looks:
+            return None
+        if entity not in self.looks or entity not in seen:
+            self.looks[entity] = look_seed(self._seed, chunk.index)
+            self.new_looks += 1
+        return self.looks[entity], entity
+
+    def __call__(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], prior: LayoutPrior | None,
+                 attended: Iterable[int] = (), written: Iterable[int] = (),
+                 memory_tags: Iterable[tuple[str, tuple[str, ...]]] = ()) -> np.ndarray:
         """The chunk's frames (N, H, W, 3) uint8 with its characters' figures pasted (a new
-        array; ``frames`` itself without a prior)."""
+        array; ``frames`` itself without a prior). ``attended``: the cached latent frames the
+        chunk read (sink and window); ``written``: the latent frames it wrote;
+        ``memory_tags``: (location, entity ids) the memory holds for the chunk (``MemoryGenerator.look_tags``)."""
+        attended, written = set(attended), list(written)
+        seen = {e for f in attended for e in self._shown.get(f, ())} | {e for _, ents in memory_tags for e in ents}
+        self._shown = {f: es for f, es in self._shown.items() if f in attended}  # a frame not read now is gone for good
+        self._shown.update({f: tuple(chunk.characters) for f in written})
         if prior is None:
             return frames
         kind = parse_location(chunk.location) or parse_location(chunk.prompt)
         intro = introduced(chunk.prompt, self.text.tokenizer.tokens, self.text.max_tokens)  # type: ignore[attr-defined]
-        drawn = [self.figure(name, description, kind) for name, _, description in intro[: self.slots]]
+        drawn = [self.figure(name, description, kind, self._look(self._ids.get(name), chunk, seen)) for name, _, description in intro[: self.slots]]
         if not drawn:
             return frames
         boxes = prior.masks(len(intro), self.slots, 1, *latent_hw)[:, 0]  # (E, H, W)

@@ -303,8 +303,9 @@ def _load_dit(path: Path, config: DiTConfig, device: str | torch.device) -> Caus
     return model.to(device).eval()
 
 
-def load_builtin(folder: str | Path | None = None, *, device: str | torch.device = "cpu") -> BuiltinModel:
-    """Load a built-in model folder (default: the shipped weights) in float32 on ``device``.
+def load_builtin(folder: str | Path | None = None, *, device: str | torch.device = "cpu", sprites: bool = True) -> BuiltinModel:
+    """Load a built-in model folder (default: the shipped weights) in float32 on ``device``;
+    ``sprites=False`` leaves its figure layer out (``longtake train-sprites`` replaces it).
 
     Raises :class:`ModelError` (one line: what, where, what was expected) for a missing
     folder or file, a bad ``model.json``, or weights whose keys or shapes do not match;
@@ -343,9 +344,9 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
         layout_prior=prior,
         train=dict(meta.get("train") or {}),
     )
-    sprites = load_sprites(root, meta, text.dim, device)
-    if sprites is not None and prior is None:
+    layer = load_sprites(root, meta, text.dim, device) if sprites else None
+    if layer is not None and prior is None:
         raise ModelError(f"{root / MODEL_JSON}: sprites stand in the layout prior's boxes, but the DiT has no layout input")
     weights = weights_hashes(root)
     log.info("loaded built-in model from %s (weights %s)", root, weights_digest(weights)[:12])
-    return BuiltinModel(dit, vae, text, settings, weights, root, sprites)
+    return BuiltinModel(dit, vae, text, settings, weights, root, layer)

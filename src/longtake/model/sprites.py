@@ -31,6 +31,7 @@ of place are the same. Built-in model only.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,8 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtake.eval.probe_data import ATTRIBUTES
-from longtake.world.vocab import LOCATIONS
+from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, attribute_labels
+from longtake.world.errors import WorldError
+from longtake.world.vocab import LOCATIONS, Appearance, HiddenDetails, draw_hidden, resolve_appearance
 
 #: poses the decoder knows (StoryWorld actions; ``walk_in_*``/``walk_out_*`` count as walk)
 ACTIONS = ("idle", "stand", "walk", "sit", "jump", "wave", "drink", "talk")
@@ -47,6 +49,16 @@ ACTIONS = ("idle", "stand", "walk", "sit", "jump", "wave", "drink", "talk")
 KINDS = (*sorted(LOCATIONS), "")
 #: classes per captioned attribute, plus "not said"
 SIZES = tuple(len(v) + 1 for v in ATTRIBUTES.values())
+#: the classed parts of a look (StoryWorld's hidden details), each with one more class for "no look"
+LOOK_CLASSES: dict[str, tuple[str, ...]] = {
+    **HIDDEN, "pattern_period": ("3", "4", "5"), "pattern_width": ("1", "2"), "pattern_phase": ("0", "1", "2", "3", "4"),
+}
+#: the continuous parts of a look: (centre, half range) of each
+LOOK_SCALES: dict[str, tuple[float, float]] = {
+    "top_hue_shift": (0.0, 14.0), "top_shade": (1.0, 0.15), "trouser_shade": (1.0, 0.2), "hair_shade": (1.0, 0.2), "height": (1.0, 0.08),
+}
+#: width of a look's vector: the one-hots, the continuous parts and a "has a look" flag
+LOOK_DIM = sum(len(v) + 1 for v in LOOK_CLASSES.values()) + len(LOOK_SCALES) + 1
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class SpriteConfig:
     text_dim: int = 256
     threshold: float = 0.5  # alpha above which a sprite pixel replaces the frame's
     action: str = "talk"  # the pose drawn at render time
+    looks: bool = True  # draw what the text leaves open from each character's look (generate/sprite_layer.py)
 
     def __post_init__(self) -> None:
         problems = []
@@ -96,9 +109,53 @@ def kind_index(kind: str | None) -> int:
     return KINDS.index(kind) if kind in KINDS else len(KINDS) - 1
 
 
-def condition(labels: Tensor, actions: Tensor, kinds: Tensor, zoom: Tensor) -> Tensor:
-    """labels (N, 9) long (-1 = not said), action and kind indices (N,) long, camera zoom (N,)
-    -> the decoder's condition (N, sum(SIZES) + len(ACTIONS) + len(KINDS) + 1)."""
+def look_vector(hidden: HiddenDetails | None) -> Tensor:
+    """A character's hidden details -> the look part of the condition (LOOK_DIM,); None = no
+    look (every class "no look", the flag 0): the decoder then draws what the text leaves
+    open as its average. A badge's or bag's colour and side count only where there is one."""
+    parts = []
+    for name, classes in LOOK_CLASSES.items():
+        hot = torch.zeros(len(classes) + 1)
+        value = None if hidden is None else getattr(hidden, name)
+        if name in ("badge_colour", "badge_side") and hidden is not None and hidden.badge_shape == "none":
+            value = None
+        if name == "bag_colour" and hidden is not None and hidden.bag == "none":
+            value = None
+        if name == "watch" and value is not None:
+            value = "yes" if value else "no"
+        hot[classes.index(str(value)) if value is not None and str(value) in classes else len(classes)] = 1.0
+        parts.append(hot)
+    scales = [0.0 if hidden is None else (float(getattr(hidden, k)) - c) / r for k, (c, r) in LOOK_SCALES.items()]
+    parts.append(torch.tensor([*scales, 0.0 if hidden is None else 1.0]))
+    return torch.cat(parts)
+
+
+def resolve_look(said: Tensor, seed: int, entity: str) -> tuple[Tensor, HiddenDetails]:
+    """The attributes a character's description says (9,) long (-1 = not said) and a look's
+    seed -> every attribute (what the text leaves open drawn as StoryWorld draws it for a
+    story of that seed) and the hidden details, both functions of (seed, entity)."""
+    values: dict = {}
+    for a, (name, classes) in enumerate(ATTRIBUTES.items()):
+        lab = int(said[a])
+        if name == "glasses":
+            values[name] = lab == classes.index("yes")
+        elif name == "hat":
+            values[name] = classes[lab] if lab > 0 else None
+        else:
+            values[name] = classes[lab] if lab >= 0 else None
+    try:
+        described = Appearance(**values)
+    except WorldError:  # a reading StoryWorld would not write: the said attributes stay as read
+        return said, draw_hidden(seed, entity)
+    resolved = resolve_appearance(described, seed, entity)
+    if values["hair_colour"] is not None and resolved.hair_style == "bald":  # a said hair colour is never drawn away
+        resolved = dataclasses.replace(resolved, hair_style="short", hair_colour=values["hair_colour"])
+    return torch.tensor(attribute_labels(resolved)), draw_hidden(seed, entity)
+
+
+def condition(labels: Tensor, actions: Tensor, kinds: Tensor, zoom: Tensor, looks: Tensor | None = None) -> Tensor:
+    """labels (N, 9) long (-1 = not said), action and kind indices (N,) long, camera zoom (N,),
+    looks (N, LOOK_DIM) (None: no look) -> the decoder's condition (N, CONDITION_DIM)."""
     parts = []
     for a, s in enumerate(SIZES):
         lab = labels[:, a].clone()
@@ -107,10 +164,11 @@ def condition(labels: Tensor, actions: Tensor, kinds: Tensor, zoom: Tensor) -> T
     parts.append(F.one_hot(actions, len(ACTIONS)).float())
     parts.append(F.one_hot(kinds, len(KINDS)).float())
     parts.append((zoom.float() - 1.0)[:, None] * 5.0)
+    parts.append(look_vector(None).expand(len(labels), -1) if looks is None else looks.float())
     return torch.cat(parts, dim=1)
 
 
-CONDITION_DIM = sum(SIZES) + len(ACTIONS) + len(KINDS) + 1
+CONDITION_DIM = sum(SIZES) + len(ACTIONS) + len(KINDS) + 1 + LOOK_DIM
 
 
 class _Up(nn.Module):
@@ -167,15 +225,22 @@ class FigureSprites(nn.Module):
         return out
 
     @torch.no_grad()
-    def draw(self, names: Tensor, kind: str | None, action: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, names: Tensor, kind: str | None, action: str | None = None,
+             looks: list[tuple[int, str] | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Name embeddings (E, text_dim) -> RGB (E, h, w, 3) uint8 and alpha (E, h, w) bool,
-        for the characters standing in a place of ``kind`` (None: not known)."""
+        for the characters standing in a place of ``kind`` (None: not known); ``looks``: per
+        character None or the (seed, entity) of its look (:func:`resolve_look`)."""
         n = names.shape[0]
         labels = self.attributes(names).cpu()
+        vectors = [look_vector(None)] * n
+        for i, look in enumerate(looks or []):
+            if look is not None:
+                labels[i], hidden = resolve_look(labels[i], *look)
+                vectors[i] = look_vector(hidden)
         acts = torch.full((n,), action_index(action or self.config.action), dtype=torch.long)
         kinds = torch.full((n,), kind_index(kind), dtype=torch.long)
         dev = self.cast.weight.device
-        rgb, alpha = self.net(condition(labels, acts, kinds, torch.ones(n)).to(dev))
+        rgb, alpha = self.net(condition(labels, acts, kinds, torch.ones(n), torch.stack(vectors)).to(dev))
         rgb = ((rgb.float().permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
         return rgb.cpu().numpy(), (torch.sigmoid(alpha.float()) > self.config.threshold).cpu().numpy()
 

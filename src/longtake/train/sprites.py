@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from longtake.atomic import atomic_output
-from longtake.model.sprites import SIZES, FigureSprites, SpriteConfig, action_index, condition, install_sprites, kind_index
+from longtake.model.sprites import SIZES, FigureSprites, SpriteConfig, action_index, condition, install_sprites, kind_index, look_vector
 from longtake.world.vocab import stable_seed
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class SpriteTrainConfig:
     lr: float = 2e-3
     warmup: int = 100
     kind_dropout: float = 0.3
+    look_dropout: float = 0.3  # share of crops shown without their look (what the text leaves open unknown)
     cast_epochs: int = 400
     cast_lr: float = 3e-3
     seed: int = 0
@@ -65,8 +66,9 @@ class SpriteTrainConfig:
 
         if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
             raise TrainError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
-        if not 0.0 <= self.kind_dropout < 1.0:
-            raise TrainError(f"kind_dropout must be in [0, 1), got {self.kind_dropout}")
+        for name in ("kind_dropout", "look_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TrainError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 def _story(cfg: SpriteTrainConfig, j: int, size: int, fps: int):
@@ -89,12 +91,14 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
     from longtake.world.renderer import WorldRenderer
 
     sh, sw = sprite.height, sprite.width
-    xs, labels, actions, kinds, zooms, prompts, slots, story_of = [], [], [], [], [], [], [], []
+    xs, labels, full, looks, actions, kinds, zooms, prompts, slots, story_of = [], [], [], [], [], [], [], [], [], []
     for j in range(cfg.stories):
         story = _story(cfg, j, size, fps)
         timeline = plan(story, frames_per_chunk=frames_per_chunk, first_chunk_frames=first_chunk_frames)
         renderer = WorldRenderer(story)
         said = {c.id: attribute_labels(parse_appearance(c.description)) for c in story.characters}
+        resolved = {c.id: attribute_labels(renderer.appearance[c.id]) for c in story.characters}
+        vectors = {c.id: look_vector(renderer.hidden[c.id]) for c in story.characters}
         for chunk in timeline.chunks:
             order = slot_names(chunk.prompt)
             frames, truths = renderer.render_chunk(chunk, masks=True)
@@ -121,6 +125,8 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
                     win[a0 - top : a1 - top, b0 - left : b1 - left, 3] = own[a0:a1, b0:b1] * 255
                     xs.append(win)
                     labels.append(said[c.id])
+                    full.append(resolved[c.id])
+                    looks.append(vectors[c.id])
                     actions.append(action_index(c.action))
                     kinds.append(kind_index(tr.location_kind))
                     zooms.append(float(tr.camera["zoom"]))
@@ -131,7 +137,8 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
         from longtake.train.config import TrainError
 
         raise TrainError(f"{cfg.stories} stories gave no whole, unoverlapped character to learn from")
-    return {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "actions": torch.tensor(actions),
+    return {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "full": torch.tensor(full),
+            "looks": torch.stack(looks), "actions": torch.tensor(actions),
             "kinds": torch.tensor(kinds), "zoom": torch.tensor(zooms), "prompts": prompts, "slots": torch.tensor(slots),
             "story": torch.tensor(story_of)}
 
@@ -202,7 +209,10 @@ def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, c
         idx = torch.randint(n, (cfg.batch,), generator=g)
         kinds = crops["kinds"][idx].clone()
         kinds[torch.rand(cfg.batch, generator=g) < cfg.kind_dropout] = kind_index(None)
-        cond = condition(crops["labels"][idx], crops["actions"][idx], kinds, crops["zoom"][idx])
+        shown = torch.rand(cfg.batch, generator=g) >= cfg.look_dropout  # with its look: every attribute and the hidden details
+        labels = torch.where(shown[:, None], crops["full"][idx], crops["labels"][idx])
+        looks = torch.where(shown[:, None], crops["looks"][idx], look_vector(None))
+        cond = condition(labels, crops["actions"][idx], kinds, crops["zoom"][idx], looks)
         batch = x[idx].float()
         rgb, alpha = batch[:, :3] / 127.5 - 1.0, (batch[:, 3] > 127).float()
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
@@ -238,7 +248,7 @@ def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False
     from longtake.model.builtin import load_builtin
     from longtake.train.config import TrainError
 
-    built = load_builtin(model)
+    built = load_builtin(model, sprites=False)
     if built.settings.layout_prior is None:
         raise TrainError(f"{model}: the DiT has no layout input, so there is nowhere to stand a sprite")
     out.mkdir(parents=True, exist_ok=True)
