@@ -341,3 +341,21 @@ def test_a_memory_file_carries_the_looks_into_the_next_episode(tmp_path):
                 got = gen._sprite_layer.looks["ann"]
                 break
         assert got == (want if preload else look_seed(9, fc.chunk.index)) and (preload or got != ep1._sprite_layer.looks["ann"])
+
+
+def test_the_shift_tolerant_loss_forgives_a_figure_one_pixel_off_and_nothing_more():
+    from longtake.train.sprites import figure_loss
+
+    torch.manual_seed(0)
+    rgb = torch.rand(2, 3, 16, 8) * 2 - 1
+    alpha = torch.zeros(2, 16, 8)
+    alpha[:, 4:12, 2:6] = 1.0
+    moved, moved_alpha = torch.roll(rgb, (0, 1), (2, 3)), torch.roll(alpha, (0, 1), (1, 2))
+    logits = (moved_alpha * 2 - 1) * 20.0  # a sure alpha, one pixel to the right
+    plain = figure_loss(moved, logits, rgb, alpha, shift=0)
+    tolerant = figure_loss(moved, logits, rgb, alpha, shift=1)
+    assert plain[0] > 0.1 and plain[1] > 0.5
+    assert tolerant[0] < 1e-6 and tolerant[1] < 1e-6
+    far_rgb, far_alpha = torch.roll(rgb, (0, 2), (2, 3)), torch.roll(alpha, (0, 2), (1, 2))
+    far = figure_loss(far_rgb, (far_alpha * 2 - 1) * 20.0, rgb, alpha, shift=1)
+    assert far[0] > 0.01 and far[1] > 0.1  # two pixels off is still an error

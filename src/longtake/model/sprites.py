@@ -17,16 +17,20 @@ StoryWorld frames of the training split (never on probe outputs):
 - ``cast``: a linear head on the text encoder's output at a character's name (the token the
   layout already reads) that names each captioned attribute, with one more class per
   attribute for "the description does not say";
-- ``net``: a small convolutional decoder from those attributes, the pose the character
-  holds (an action) and the kind of place (its light) to an RGB figure and its alpha, in a
-  window of ``height`` x ``width`` pixels whose bottom centre is the point between the feet.
+- ``net``: a small convolutional decoder from those attributes, the character's *look*
+  (what the description leaves open: the other attributes and StoryWorld's hidden details,
+  shoes, badge, bag, watch, skin, shades, pattern phase, height; :func:`resolve_look`, or
+  none: then their average), the pose the character holds (an action) and the kind of place
+  (its light) to an RGB figure and its alpha, in a window of ``height`` x ``width`` pixels
+  whose bottom centre is the point between the feet.
 
 At render time (generate/sprite_layer.py) each character is drawn once per description and
 kind of place, read from its own cast-sheet prompt, and pasted, where its alpha exceeds
 ``threshold``, into every decoded frame at the layout prior's boxes (the same place the DiT's
 layout puts each character): a layer over the DiT's scene. The DiT's cache and memory keep
-the latents it sampled; a character looks the same whenever its description and the kind
-of place are the same. Built-in model only.
+the latents it sampled. A character's look is drawn from a seed when she first enters and
+kept as long as the frames (or the entity memory) that hold her (generate/sprite_layer.py).
+Built-in model only.
 """
 
 from __future__ import annotations
