@@ -120,11 +120,13 @@ class SpriteLayer:
         attended, written = set(attended), list(written)
         seen = {e for f in attended for e in self._shown.get(f, ())} | {e for _, ents in memory_tags for e in ents}
         self._shown = {f: es for f, es in self._shown.items() if f in attended}  # a frame not read now is gone for good
-        self._shown.update({f: tuple(chunk.characters) for f in written})
         if prior is None:
+            self._shown.update({f: tuple(chunk.characters) for f in written})
             return frames
         kind = parse_location(chunk.location) or parse_location(chunk.prompt)
         intro = introduced(chunk.prompt, self.text.tokenizer.tokens, self.text.max_tokens)  # type: ignore[attr-defined]
+        on = dict.fromkeys([*chunk.characters, *(self._ids[n] for n, _, _ in intro[: self.slots] if n in self._ids)])
+        self._shown.update({f: tuple(on) for f in written})  # the planner's on-screen ids and whoever is drawn
         drawn = [self.figure(name, description, kind, self._look(self._ids.get(name), chunk, seen)) for name, _, description in intro[: self.slots]]
         if not drawn:
             return frames
