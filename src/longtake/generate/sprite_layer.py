@@ -65,7 +65,6 @@ class SpriteLayer:
         self.sprites = sprites
         self.text = text_encoder
         self.slots = config.layout_slots
-        self.frames_per_chunk = config.frames_per_chunk
         self.spatial = spatial
         self._figures: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._seed = 0
