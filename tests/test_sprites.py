@@ -46,6 +46,30 @@ def test_paste_puts_sprite_pixels_where_alpha_is_set_and_clips_at_the_edges():
     assert np.array_equal(paste_sprites(frames, rgb, alpha, [(30, 30)]), frames)  # wholly outside
 
 
+def test_clearing_fills_the_layout_boxes_from_around_them_and_leaves_the_rest():
+    """The DiT's own figure in a layout box (here a magenta block) is replaced by what
+    surrounds the box (a blue-to-green ramp); pixels outside the grown box stay as they were."""
+    from longtake.generate.sprite_layer import clear_boxes
+
+    ramp = np.linspace(0, 255, 64).astype(np.uint8)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[..., 1], frame[..., 2] = ramp[None, :], 255 - ramp[None, :]
+    frames = np.stack([frame, frame])
+    frames[:, 24:56, 24:40] = (255, 0, 255)  # latent rows 3-6, columns 3-4 at spatial factor 8
+    boxes = torch.zeros(2, 8, 8)
+    boxes[0, 3:7, 3:5] = 1.0
+    out = clear_boxes(frames, boxes, 8, margin=1)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    inside = out[:, 24:56, 24:40].reshape(-1, 3).astype(int)
+    assert inside[:, 0].max() < 40, "the ghost's red is gone"
+    want = frame[24:56, 24:40].reshape(-1, 3).astype(int)
+    assert np.abs(inside[:, 1:] - np.tile(want[:, 1:], (2, 1))).mean() < 40, "filled with the ramp around it"
+    grown = np.zeros((64, 64), bool)
+    grown[16:64, 16:48] = True  # one latent pixel more on every side
+    np.testing.assert_array_equal(out[:, ~grown], frames[:, ~grown])
+    np.testing.assert_array_equal(clear_boxes(frames, torch.zeros(2, 8, 8), 8), frames)  # no box: nothing changes
+
+
 def test_sprite_config_refuses_bad_settings_in_one_message():
     with pytest.raises(ValueError, match="multiples of 8.*action must be"):
         SpriteConfig(height=12, action="dance")

@@ -21,7 +21,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
 from longtake.model.config import DiTConfig
 from longtake.model.layout import LayoutPrior, introduced, name_embeddings
@@ -33,6 +35,35 @@ from longtake.world.vocab import stable_seed
 
 #: figures kept, one per (cast-sheet prompt, kind of place, look)
 KEEP = 64
+#: latent pixels the cleared region reaches beyond the layout boxes (the DiT's figure spills over)
+CLEAR_MARGIN = 1
+#: the cleared region is filled at 1/FILL_SCALE resolution (OpenCV's Telea inpainting), then scaled up
+FILL_SCALE = 2
+#: inpainting radius, pixels at the fill's resolution
+FILL_RADIUS = 3
+
+
+def clear_boxes(frames: np.ndarray, boxes: torch.Tensor, spatial: int, margin: int = CLEAR_MARGIN) -> np.ndarray:
+    """Frames (N, H, W, 3) uint8 with the pixels of the layout boxes (E, h, w) at latent
+    resolution (grown by ``margin`` latent pixels) filled in from the pixels around them
+    (OpenCV's Telea inpainting at half resolution, the result scaled up). The DiT draws its
+    own rough figure in those boxes, in the colours of no particular look; the layer's figures
+    replace it, and what the figures do not cover would otherwise show the DiT's figure beside
+    them (session 21: the probes read hidden details off those pixels). A new array."""
+    region = boxes.bool().any(0).numpy().astype(np.uint8)
+    if margin > 0:
+        region = cv2.dilate(region, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    if not region.any() or region.all():
+        return frames
+    h, w = frames.shape[1:3]
+    small = (max(1, w // FILL_SCALE), max(1, h // FILL_SCALE))
+    cleared = cv2.resize(region, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    mask = cv2.resize(region, small, interpolation=cv2.INTER_NEAREST)
+    out = frames.copy()
+    for i, frame in enumerate(frames):
+        low = cv2.inpaint(cv2.resize(frame, small, interpolation=cv2.INTER_AREA), mask, FILL_RADIUS, cv2.INPAINT_TELEA)
+        out[i][cleared] = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)[cleared]
+    return out
 
 
 def look_seed(seed: int, chunk_index: int) -> int:
@@ -131,4 +162,6 @@ class SpriteLayer:
             return frames
         boxes = prior.masks(len(intro), self.slots, 1, *latent_hw)[:, 0]  # (E, H, W)
         where = anchors(boxes, self.spatial)[: len(drawn)]
+        if self.sprites.config.clear:
+            frames = clear_boxes(frames, boxes[: len(drawn)], self.spatial)
         return paste_sprites(frames, np.concatenate([d[0] for d in drawn]), np.concatenate([d[1] for d in drawn]), where)

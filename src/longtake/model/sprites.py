@@ -77,6 +77,7 @@ class SpriteConfig:
     threshold: float = 0.5  # alpha above which a sprite pixel replaces the frame's
     action: str = "talk"  # the pose drawn at render time
     looks: bool = True  # draw what the text leaves open from each character's look (generate/sprite_layer.py)
+    clear: bool = True  # fill the layout boxes from the pixels around them before pasting (sprite_layer.clear_boxes)
 
     def __post_init__(self) -> None:
         problems = []
