@@ -112,7 +112,7 @@ def test_generator_scores_and_gates_with_the_chunk_prompt(monkeypatch):
     real = bank_mod.prompt_scores
     monkeypatch.setattr(bank_mod, "prompt_scores", lambda emb, cur, entries: seen.append(cur) or real(emb, cur, entries))
     gen = make_gen(tiny_parts(), "nam")
-    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1)
+    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1, nam_lookahead=0.0)  # MemFlow's ranking
     tl = plan_for(gen, make_story())
     prompts = {c.index: c.prompt for c in tl.chunks}
     scored = 0
@@ -176,3 +176,54 @@ def test_entity_gate_settings():
     off = make_gen(tiny_parts(), MemoryConfig(mode="entity", entity_gate=-1.0))
     for _ in off.stream(tl, seed=0):
         assert off.memory.gate is None
+
+
+def test_lookahead_keeps_a_frame_the_script_needs_again():
+    """Ranked by the current prompt alone, the frame of Mia in the office goes first while the
+    prompts are about Tom; with the script's next prompt about Mia it stays."""
+    def filled(ahead: list[str]) -> NarrativeMemory:
+        bank = NarrativeMemory(capacity=3, score="prompt", embed=embed)
+        for frame, text in [(0, "mia office"), (3, "tom park"), (6, "tom walks")]:
+            bank.add(entry(frame, text), None, text)
+        bank.add(entry(9, "tom park"), None, "tom park", ahead)
+        return bank
+
+    # against "tom park": mia office 0.32, tom park 1.0, tom walks 0.73 -> frame 0 out
+    assert filled([]).frames == [3, 6, 9]
+    # "mia office" ahead: frame 0 scores 1.0 there, "tom walks" 0.73 at best -> frame 6 out
+    assert filled(["mia office"]).frames == [0, 3, 9]
+    assert filled(["tom park", "tom park"]).frames == [3, 6, 9]  # the current prompt again changes nothing
+    with pytest.raises(MemoryBankError, match="ahead"):
+        NarrativeMemory(capacity=1).relevance(None, "x", [entry(1, "x")], ["y"])  # the MemFlow score has no text to look ahead with
+
+
+def test_generator_ranks_by_the_chunk_prompt_and_the_script_ahead(monkeypatch):
+    """Default NAM looks ahead: at a record, the chunk's own prompt is scored first, then the
+    prompts of the chunks that begin within ``nam_lookahead`` seconds after it, nothing else."""
+    calls: list[tuple[int, str]] = []
+    real = bank_mod.prompt_scores
+    gen = make_gen(tiny_parts(), "nam")
+    gen.memory_config = gen.memory_config.replace(capacity=1, record_every=1, nam_lookahead=1.0)
+    tl = plan_for(gen, make_story())
+    assert len({c.prompt for c in tl.chunks}) > 1, "the test story needs prompt switches"
+    current: list[int] = [0]
+    monkeypatch.setattr(bank_mod, "prompt_scores", lambda emb, cur, entries: calls.append((current[0], cur)) or real(emb, cur, entries))
+    horizon = tl.fps * 1.0
+    looked_ahead = 0
+    for fc in gen.stream(tl, seed=0):
+        c = fc.chunk
+        ahead = list(dict.fromkeys(o.prompt for o in tl.chunks[c.index + 1 :] if o.start_frame < c.end_frame + horizon))
+        assert gen._ahead(c) == ahead
+        mine = [p for k, p in calls if k == c.index]
+        assert not mine or mine[0] == c.prompt  # the select gate (or the record) scores the chunk prompt first
+        assert set(mine) <= {c.prompt, *ahead}, f"chunk {c.index} ranked by a prompt outside its horizon"
+        looked_ahead += any(p != c.prompt for p in mine)
+        current[0] = c.index + 1
+    assert looked_ahead > 0
+    assert MemoryConfig(mode="nam").use_nam_lookahead == 60.0
+    assert MemoryConfig(mode="nam", nam_score="memflow").use_nam_lookahead == 0.0
+    assert MemoryConfig(mode="nam").to_dict()["nam_lookahead"] == 60.0
+    with pytest.raises(MemoryBankError, match="nam_lookahead"):
+        MemoryConfig(mode="nam", nam_score="memflow", nam_lookahead=5.0)
+    with pytest.raises(MemoryBankError, match="nam_lookahead"):
+        MemoryConfig(mode="nam", nam_lookahead=-1.0)

@@ -44,6 +44,7 @@ def memory_cmd(
     no_shot_sink: Annotated[bool, typer.Option("--no-shot-sink", help="Memory modes keep sink and window at a cut within a place, as sink-only does, with memory added (MemoryConfig.shot_sink=False; LongLive/MemFlow's layout).")] = False,
     nam_score: Annotated[str, typer.Option("--nam-score", help="How NAM ranks its frames: prompt (default: the frames' prompts against the current one) or memflow (MemFlow's text keys . frame keys) (docs/memory.md).")] = "prompt",
     nam_gate: Annotated[float | None, typer.Option("--nam-gate", help="With --nam-score prompt: the relevance (cosine, -1 to 1) a NAM frame needs to be installed; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
+    nam_lookahead: Annotated[float | None, typer.Option("--nam-lookahead", help="With --nam-score prompt: seconds of the script ahead whose prompts NAM also ranks its frames by; 0 = the current prompt only, as MemFlow (default: MemoryConfig's, 60).")] = None,
     entity_gate: Annotated[float | None, typer.Option("--entity-gate", help="Entity mode installs a generated frame only when its prompt reaches this relevance (cosine, -1 to 1) to the chunk's; -1 installs all (default: MemoryConfig's, 0.83).")] = None,
     entity_place: Annotated[bool, typer.Option("--entity-place/--entity-any-place", help="Entity mode installs a generated frame only when it was made at the chunk's location (default), or from any place (MemoryConfig.entity_place).")] = True,
     min_return_gap: Annotated[float | None, typer.Option("--min-return-gap", hidden=True, help="Absence (s) that makes a return (default: the bench's 15 s).")] = None,
@@ -67,6 +68,8 @@ def memory_cmd(
         raise fail([f"--nam-score {nam_score!r}: expected prompt or memflow"])
     if nam_gate is not None and (nam_score != "prompt" or not -1.0 <= nam_gate <= 1.0):
         raise fail([f"--nam-gate {nam_gate}: expected a cosine similarity from -1 to 1, with --nam-score prompt"])
+    if nam_lookahead is not None and (nam_lookahead < 0 or (nam_lookahead > 0 and nam_score != "prompt")):
+        raise fail([f"--nam-lookahead {nam_lookahead}: expected seconds >= 0 (above 0 only with --nam-score prompt)"])
     if entity_gate is not None and not -1.0 <= entity_gate <= 1.0:
         raise fail([f"--entity-gate {entity_gate}: expected a cosine similarity from -1 to 1"])
     if min_return_gap is not None and min_return_gap <= 0:
@@ -92,7 +95,7 @@ def memory_cmd(
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
                                shot_sink=False if no_shot_sink and m in MEMORY_SEGMENT_MODES else None,
-                               nam_score=nam_score, nam_gate=nam_gate, entity_gate=entity_gate,
+                               nam_score=nam_score, nam_gate=nam_gate, nam_lookahead=nam_lookahead, entity_gate=entity_gate,
                                entity_place=entity_place) for m in modes}  # type: ignore[arg-type]
     generators = {m: builtin_generator(weights, device=device or "cpu", precision=precision, memory=cfg) for m, cfg in configs.items()}
     rows = [TRUTH, *modes]
@@ -109,7 +112,7 @@ def memory_cmd(
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
                                             "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
-                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate},
+                                            "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate, "lookahead_s": configs[modes[0]].use_nam_lookahead},
                                             "entity_gate": configs[modes[0]].use_entity_gate, "entity_place": entity_place})
     _show(result, out_dir)
 

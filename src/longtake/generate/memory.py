@@ -27,14 +27,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from longtake.generate.causal import _SAMPLERS, CausalGenerator, GenerateError, _module_dtype, chunk_seed
-from longtake.generate.protocol import GeneratorInfo
+from longtake.generate.protocol import FrameChunk, GeneratorInfo
 from longtake.memory.bank import NarrativeMemory
 from longtake.memory.cast import CastMember, image_to_video
 from longtake.memory.config import MemoryConfig, MemoryMode
@@ -104,6 +104,7 @@ class MemoryGenerator(CausalGenerator):
         self.attended_tokens = 0
         self.selected: list[int] = []
         self.selected_tags: list[tuple[str, tuple[str, ...]]] = []
+        self._timeline: Timeline | None = None
 
     # ------------------------------------------------------------------ protocol
     def info(self) -> GeneratorInfo:
@@ -227,7 +228,7 @@ class MemoryGenerator(CausalGenerator):
     def _before_sample(self, chunk: Chunk, cache: KVCache) -> None:
         cfg = self.memory_config
         if cfg.restarts_at(chunk) and cache.num_frames:
-            self._release_sink(cache, chunk.prompt)
+            self._release_sink(cache, chunk.prompt, self._ahead(chunk))
             cache.restart_sink()
             self._latents = {}
         if cache.num_frames == 0 and cfg.use_sink:
@@ -269,6 +270,20 @@ class MemoryGenerator(CausalGenerator):
                 memory.keep_figure(entity, new)
         return x0
 
+    def stream(self, timeline: Timeline, **kwargs: Any) -> Iterator[FrameChunk]:
+        """As :meth:`CausalGenerator.stream`; NAM also reads the script ahead (:meth:`_ahead`)."""
+        self._timeline = timeline
+        return super().stream(timeline, **kwargs)
+
+    def _ahead(self, chunk: Chunk) -> list[str]:
+        """The prompts of the chunks that begin within ``nam_lookahead`` seconds after ``chunk``
+        ends, each once, in order (NAM ranks its frames by them too; none for entity memory)."""
+        horizon, timeline = self.memory_config.use_nam_lookahead, self._timeline
+        if not isinstance(self.memory, NarrativeMemory) or horizon <= 0 or timeline is None:
+            return []
+        last = chunk.end_frame + horizon * timeline.fps
+        return list(dict.fromkeys(c.prompt for c in timeline.chunks[chunk.index + 1 :] if c.start_frame < last))
+
     def _after_write(self, chunk: Chunk, cache: KVCache, x0: Tensor) -> None:
         frames = x0.shape[2]
         first = cache.next_frame - frames
@@ -277,11 +292,13 @@ class MemoryGenerator(CausalGenerator):
                 self._latents[first + i] = x0[:, :, i : i + 1]  # (1, C, 1, H, W)
             held = set(cache.frame_indices)
             self._latents = {f: t for f, t in self._latents.items() if f in held}
-        if self.memory is not None:
+        if isinstance(self.memory, NarrativeMemory):
+            self.memory.update(chunk, cache, first, self._ahead(chunk))
+        elif self.memory is not None:
             self.memory.update(chunk, cache, first)
 
     # ------------------------------------------------------------------ internals
-    def _release_sink(self, cache: KVCache, prompt: str) -> None:
+    def _release_sink(self, cache: KVCache, prompt: str, ahead: Sequence[str] = ()) -> None:
         """At a shot cut: the old sink's first frame goes to memory, tagged with its chunk and
         the prompt it was written under; ``prompt`` is the new chunk's (NAM scores with it)."""
         if self.memory is None or not cache.sink_count or self._sink_meta is None:
@@ -290,7 +307,10 @@ class MemoryGenerator(CausalGenerator):
         entry = entry_from_cache(
             cache, cache.sink_start, chunk=meta["chunk"], entities=tuple(meta["entities"]), location=meta["location"], prompt=str(meta.get("prompt", ""))
         )
-        self.memory.add(entry, cache.prompt, prompt)
+        if isinstance(self.memory, NarrativeMemory):
+            self.memory.add(entry, cache.prompt, prompt, ahead)
+        else:
+            self.memory.add(entry, cache.prompt, prompt)
 
     def prompt_vector(self, prompt: str) -> Tensor:
         """The mean of the text encoder's token embeddings of ``prompt`` (D,), padding excluded:

@@ -23,6 +23,14 @@ With a ``gate`` (prompt score only), :meth:`NarrativeMemory.select` installs onl
 whose relevance to the chunk's prompt reaches it: at a cut to another place the bank's frames
 of the old place stay out of attention instead of being copied into the new one.
 
+Looking ahead (``add(..., ahead=...)``, session 21): ranked by the current prompt alone, a
+3-frame bank drops a character as soon as the prompts stop naming her, and she comes back to
+an empty bank (sessions 16-20: NAM measured no better than sink-only on returning characters).
+A script render knows its prompts ahead, so a frame's relevance can be its best over the
+current prompt and the prompts the script uses next (``MemoryConfig.nam_lookahead``): what the
+story will need is kept. Only the prompt score can look ahead (it needs a prompt's text, the
+MemFlow score its cross-attention keys).
+
 Ties (equal scores) keep the newer frame, so the choice does not depend on the order of the
 bank. The bank holds at most ``capacity`` entries whatever the render length.
 """
@@ -30,8 +38,10 @@ bank. The bank holds at most ``capacity`` entries whatever the render length.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
 
 from longtake.memory.entry import KIND_FRAME, Embed, MemoryEntry, entry_from_cache, install, nam_scores, prompt_scores
@@ -98,23 +108,31 @@ class NarrativeMemory:
         """Frame ids in the bank, in bank order."""
         return [e.frame for e in self.entries]
 
-    def relevance(self, prompt: PromptKV | None, text: str, entries: list[MemoryEntry]) -> Tensor:
+    def relevance(self, prompt: PromptKV | None, text: str, entries: list[MemoryEntry], ahead: Sequence[str] = ()) -> Tensor:
         """Each entry's relevance to the current prompt (its cross-attention K/V ``prompt`` for
-        the MemFlow score, its ``text`` for the prompt score): (E,)."""
+        the MemFlow score, its ``text`` for the prompt score): (E,). ``ahead``: prompts the
+        script uses next (prompt score only); an entry's relevance is then its best over
+        ``text`` and those."""
         if self.score == "memflow":
+            if ahead:
+                raise MemoryBankError("NAM's MemFlow score cannot rank by prompts ahead; use the prompt score")
             return nam_scores(prompt, entries)
         assert self.embed is not None
-        return prompt_scores(self.embed, text, entries)
+        scores = prompt_scores(self.embed, text, entries)
+        for other in dict.fromkeys(a for a in ahead if a and a != text):
+            scores = torch.maximum(scores, prompt_scores(self.embed, other, entries))
+        return scores
 
     # ----------------------------------------------------------------- write
-    def add(self, entry: MemoryEntry, prompt: PromptKV | None, text: str = "") -> bool:
+    def add(self, entry: MemoryEntry, prompt: PromptKV | None, text: str = "", ahead: Sequence[str] = ()) -> bool:
         """Insert ``entry``; when full, keep the ``capacity - 1`` stored entries most relevant to
-        the current prompt (``prompt``: its K/V; ``text``: the prompt itself) plus ``entry``.
-        False when the frame is already held."""
+        the current prompt (``prompt``: its K/V; ``text``: the prompt itself; ``ahead``: the
+        script's next prompts, :meth:`relevance`) plus ``entry``. False when the frame is
+        already held."""
         if any(e.frame == entry.frame for e in self.entries):
             return False
         if len(self.entries) >= self.capacity:
-            scores = self.relevance(prompt, text, self.entries).tolist()
+            scores = self.relevance(prompt, text, self.entries, ahead).tolist()
             order = sorted(range(len(self.entries)), key=lambda i: (-scores[i], -self.entries[i].frame))
             keep = sorted(order[: self.capacity - 1])  # bank order of the survivors
             dropped = [self.entries[i].frame for i in order[self.capacity - 1 :]]
@@ -123,15 +141,15 @@ class NarrativeMemory:
         self.entries.append(entry)
         return True
 
-    def update(self, chunk: Chunk, cache: KVCache, first_frame: int) -> None:
+    def update(self, chunk: Chunk, cache: KVCache, first_frame: int, ahead: Sequence[str] = ()) -> None:
         """After ``chunk`` was written to ``cache`` (its first latent frame at ``first_frame``):
         record the prototype of every ``record_every``-th chunk, scored with the cache's prompt
-        (the chunk's own)."""
+        (the chunk's own) and ``ahead`` (:meth:`relevance`)."""
         if is_record_chunk(chunk, self.record_every):
             entry = entry_from_cache(
                 cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME, prompt=chunk.prompt
             )
-            self.add(entry, cache.prompt, chunk.prompt)
+            self.add(entry, cache.prompt, chunk.prompt, ahead)
 
     # ----------------------------------------------------------------- read
     def select(self, chunk: Chunk, cache: KVCache) -> list[MemoryEntry]:

@@ -39,6 +39,11 @@ MEMORY_SEGMENT_MODES = ("nam", "nam+sma", "entity")
 DEFAULT_MODE: MemoryMode = "entity"
 
 
+#: How far ahead in the script (seconds) NAM looks when it ranks its frames (the prompt score):
+#: a frame is worth keeping while the current prompt or one the script uses within this many
+#: seconds is about it (docs/memory.md, "NAM looks ahead").
+NAM_LOOKAHEAD_S = 60.0
+
 #: The default prompt-relevance gate of NAM (with the prompt score) and entity memory
 #: (``MemoryConfig.nam_gate``, ``entity_gate``): set for the built-in text encoder.
 PROMPT_GATE = 0.83
@@ -61,6 +66,12 @@ class MemoryConfig:
             None: :data:`PROMPT_GATE` with the prompt score (it keeps frames written under prompts
             of the same setting and drops the others at a cut to another place; calibrated on
             storyworld-bench stories 30-34, docs/memory.md), no gate with the MemFlow score.
+        nam_lookahead: seconds of the script ahead whose prompts NAM also ranks its frames
+            against when the bank is full (a frame's relevance is its best over the current
+            prompt and those): a character who leaves keeps her frames while the script brings
+            her back within this horizon. 0 ranks by the current prompt alone (MemFlow). None:
+            :data:`NAM_LOOKAHEAD_S` with the prompt score, 0 with the MemFlow score (ranking by
+            a future prompt needs its text alone, not cross-attention keys).
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
         sma_per: "chunk" (default: once per chunk, the frames most relevant to the previous
             chunk's queries; it saves what attending fewer frames saves) or "head" (MemFlow's
@@ -98,6 +109,7 @@ class MemoryConfig:
     record_every: int = 3
     nam_score: Literal["prompt", "memflow"] = "prompt"
     nam_gate: float | None = None
+    nam_lookahead: float | None = None
     sma_top_k: int = 2
     sma_per: Literal["head", "chunk"] = "chunk"
     entity_slots: int = 3
@@ -123,6 +135,8 @@ class MemoryConfig:
             raise MemoryBankError(
                 f"nam_gate needs nam_score 'prompt' and a value in [-1, 1] (a cosine similarity); got {self.nam_gate!r} with nam_score {self.nam_score!r}"
             )
+        if self.nam_lookahead is not None and (self.nam_lookahead < 0 or (self.nam_lookahead > 0 and self.nam_score != "prompt")):
+            raise MemoryBankError(f"nam_lookahead must be >= 0 seconds, and > 0 needs nam_score 'prompt'; got {self.nam_lookahead!r} with nam_score {self.nam_score!r}")
         if self.entity_gate is not None and not -1.0 <= self.entity_gate <= 1.0:
             raise MemoryBankError(f"entity_gate must be a cosine similarity in [-1, 1]; got {self.entity_gate!r}")
         if self.sma_per not in ("head", "chunk"):
@@ -145,6 +159,13 @@ class MemoryConfig:
         if self.nam_score != "prompt":
             return None
         return PROMPT_GATE if self.nam_gate is None else float(self.nam_gate)
+
+    @property
+    def use_nam_lookahead(self) -> float:
+        """Seconds of the script NAM ranks its frames against beyond the current prompt."""
+        if self.nam_lookahead is not None:
+            return float(self.nam_lookahead)
+        return NAM_LOOKAHEAD_S if self.nam_score == "prompt" else 0.0
 
     @property
     def use_entity_gate(self) -> float | None:
@@ -183,5 +204,6 @@ class MemoryConfig:
         """Plain settings, for the manifest and the resume identity (defaults resolved)."""
         out = dataclasses.asdict(self)
         out.update(recache=self.use_recache, shot_sink=self.use_shot_sink, scene_sink=self.use_scene_sink, nam_gate=self.use_nam_gate,
+                   nam_lookahead=self.use_nam_lookahead,
                    entity_gate=self.use_entity_gate)
         return out
