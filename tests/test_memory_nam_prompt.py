@@ -190,11 +190,24 @@ def test_lookahead_keeps_a_frame_the_script_needs_again():
 
     # against "tom park": mia office 0.32, tom park 1.0, tom walks 0.73 -> frame 0 out
     assert filled([]).frames == [3, 6, 9]
-    # "mia office" ahead: frame 0 scores 1.0 there, "tom walks" 0.73 at best -> frame 6 out
+    # "mia office" ahead: the new frame 9 covers "tom park" (1.0) but "mia office" only at 0.32;
+    # frame 0 raises that to 1.0, then nothing gains and frame 3 (1.0 on "tom park") beats 6 (0.73)
     assert filled(["mia office"]).frames == [0, 3, 9]
     assert filled(["tom park", "tom park"]).frames == [3, 6, 9]  # the current prompt again changes nothing
     with pytest.raises(MemoryBankError, match="ahead"):
-        NarrativeMemory(capacity=1).relevance(None, "x", [entry(1, "x")], ["y"])  # the MemFlow score has no text to look ahead with
+        memflow = NarrativeMemory(capacity=1)
+        memflow.add(entry(1, "x"), None, "x")
+        memflow.add(entry(2, "x"), None, "x", ["y"])  # the MemFlow score has no text to look ahead with
+
+
+def test_covering_keeps_one_frame_per_prompt_ahead_not_the_best_scored():
+    """Ranked by the best score over the prompts, two more frames of the current prompt (1.0
+    each) would push out the only frame of the character the script brings back."""
+    bank = NarrativeMemory(capacity=3, score="prompt", embed=embed)
+    for frame, text in [(0, "mia office"), (3, "tom park"), (6, "tom park")]:
+        bank.add(entry(frame, text), None, text)
+    bank.add(entry(9, "tom park"), None, "tom park", ["tom park", "mia office"])
+    assert bank.frames == [0, 6, 9]  # mia's frame 0 stays; of the two "tom park" frames the newer
 
 
 def test_generator_ranks_by_the_chunk_prompt_and_the_script_ahead(monkeypatch):

@@ -26,10 +26,13 @@ of the old place stay out of attention instead of being copied into the new one.
 Looking ahead (``add(..., ahead=...)``, session 21): ranked by the current prompt alone, a
 3-frame bank drops a character as soon as the prompts stop naming her, and she comes back to
 an empty bank (sessions 16-20: NAM measured no better than sink-only on returning characters).
-A script render knows its prompts ahead, so a frame's relevance can be its best over the
-current prompt and the prompts the script uses next (``MemoryConfig.nam_lookahead``): what the
-story will need is kept. Only the prompt score can look ahead (it needs a prompt's text, the
-MemFlow score its cross-attention keys).
+A script render knows its prompts ahead (``MemoryConfig.nam_lookahead``), so the bank keeps the
+frames that best *cover* the current prompt and the prompts the script uses next
+(:meth:`NarrativeMemory.covering`): the new prototype covers the current prompt, and a frame
+of a character who will be back covers the prompt of her return. Ranking each frame by its
+best relevance to any of those prompts is not enough: frames written under the current prompt
+score 1.0 and fill the bank (measured, session 21). Only the prompt score can look ahead (it
+needs a prompt's text, the MemFlow score its cross-attention keys).
 
 Ties (equal scores) keep the newer frame, so the choice does not depend on the order of the
 bank. The bank holds at most ``capacity`` entries whatever the render length.
@@ -44,7 +47,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from longtake.memory.entry import KIND_FRAME, Embed, MemoryEntry, entry_from_cache, install, nam_scores, prompt_scores
+from longtake.memory.entry import KIND_FRAME, Embed, MemoryEntry, entry_from_cache, install, nam_scores, prompt_scores, prompt_similarity
 from longtake.memory.errors import MemoryBankError
 from longtake.model.kv_cache import KVCache, PromptKV
 from longtake.plan.timeline import Chunk
@@ -108,20 +111,34 @@ class NarrativeMemory:
         """Frame ids in the bank, in bank order."""
         return [e.frame for e in self.entries]
 
-    def relevance(self, prompt: PromptKV | None, text: str, entries: list[MemoryEntry], ahead: Sequence[str] = ()) -> Tensor:
+    def relevance(self, prompt: PromptKV | None, text: str, entries: list[MemoryEntry]) -> Tensor:
         """Each entry's relevance to the current prompt (its cross-attention K/V ``prompt`` for
-        the MemFlow score, its ``text`` for the prompt score): (E,). ``ahead``: prompts the
-        script uses next (prompt score only); an entry's relevance is then its best over
-        ``text`` and those."""
+        the MemFlow score, its ``text`` for the prompt score): (E,)."""
         if self.score == "memflow":
-            if ahead:
-                raise MemoryBankError("NAM's MemFlow score cannot rank by prompts ahead; use the prompt score")
             return nam_scores(prompt, entries)
         assert self.embed is not None
-        scores = prompt_scores(self.embed, text, entries)
-        for other in dict.fromkeys(a for a in ahead if a and a != text):
-            scores = torch.maximum(scores, prompt_scores(self.embed, other, entries))
-        return scores
+        return prompt_scores(self.embed, text, entries)
+
+    def covering(self, entry: MemoryEntry, text: str, ahead: Sequence[str]) -> list[int]:
+        """Indices (bank order) of the ``capacity - 1`` stored entries that best cover the
+        current prompt ``text`` and the prompts ``ahead``, ``entry`` (the new prototype) kept
+        anyway: chosen one at a time, each time the entry that raises the sum over those
+        prompts of the best relevance among the kept frames the most (ties: the higher
+        relevance to any of them, then the newer frame)."""
+        if self.score != "prompt":
+            raise MemoryBankError("NAM's MemFlow score cannot rank by prompts ahead; use the prompt score")
+        assert self.embed is not None
+        prompts = list(dict.fromkeys([text, *ahead]))
+        sims = torch.stack([prompt_scores(self.embed, p, self.entries) for p in prompts])  # (P, E)
+        best = torch.tensor([prompt_similarity(self.embed, p, entry.prompt) for p in prompts])  # (P,) what the prototype covers
+        left, chosen = list(range(len(self.entries))), []
+        for _ in range(min(self.capacity - 1, len(left))):
+            gain = {i: (float((sims[:, i] - best).clamp(min=0).sum()), float(sims[:, i].max()), self.entries[i].frame) for i in left}
+            pick = max(left, key=gain.__getitem__)
+            chosen.append(pick)
+            left.remove(pick)
+            best = torch.maximum(best, sims[:, pick])
+        return sorted(chosen)
 
     # ----------------------------------------------------------------- write
     def add(self, entry: MemoryEntry, prompt: PromptKV | None, text: str = "", ahead: Sequence[str] = ()) -> bool:
@@ -132,11 +149,13 @@ class NarrativeMemory:
         if any(e.frame == entry.frame for e in self.entries):
             return False
         if len(self.entries) >= self.capacity:
-            scores = self.relevance(prompt, text, self.entries, ahead).tolist()
-            order = sorted(range(len(self.entries)), key=lambda i: (-scores[i], -self.entries[i].frame))
-            keep = sorted(order[: self.capacity - 1])  # bank order of the survivors
-            dropped = [self.entries[i].frame for i in order[self.capacity - 1 :]]
-            log.debug("NAM: frame %d in, frames %s out (scores %s)", entry.frame, dropped, [round(s, 4) for s in scores])
+            if ahead:
+                keep = self.covering(entry, text, ahead)
+            else:
+                scores = self.relevance(prompt, text, self.entries).tolist()
+                order = sorted(range(len(self.entries)), key=lambda i: (-scores[i], -self.entries[i].frame))
+                keep = sorted(order[: self.capacity - 1])  # bank order of the survivors
+            log.debug("NAM: frame %d in, frames %s out", entry.frame, [e.frame for i, e in enumerate(self.entries) if i not in keep])
             self.entries = [self.entries[i] for i in keep]
         self.entries.append(entry)
         return True
