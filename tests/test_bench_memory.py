@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from longtake.cli import app
 from longtake.eval.memory_bench import background_mask, background_similarity, plan_story, score_story, summarise
-from longtake.memory.config import PROMPT_GATE
+from longtake.memory.config import NAM_LOOKAHEAD_S, PROMPT_GATE
 from longtake.plan import plan
 from longtake.script import Story
 
@@ -116,7 +116,8 @@ def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_p
     assert shot == {False: True, True: False} and runs[True]["settings"]["shot_sink"] is False
     assert runs[True]["generators"]["sink"] == runs[False]["generators"]["sink"]  # sink-only has no shot sink either way
     nam = runs[False]["generators"]["nam"]["settings"]["memory"]
-    assert (nam["nam_score"], nam["nam_gate"]) == ("prompt", PROMPT_GATE) and runs[False]["settings"]["nam"] == {"score": "prompt", "gate": PROMPT_GATE}
+    assert (nam["nam_score"], nam["nam_gate"]) == ("prompt", PROMPT_GATE) and runs[False]["settings"]["nam"] == {"score": "prompt", "gate": PROMPT_GATE, "lookahead_s": NAM_LOOKAHEAD_S}
+    assert nam["nam_lookahead"] == NAM_LOOKAHEAD_S
 
 
 def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
@@ -128,7 +129,7 @@ def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads((out / "memory_bench.json").read_text())
     nam = res["generators"]["nam"]["settings"]["memory"]
-    assert (nam["nam_score"], nam["nam_gate"]) == ("memflow", None) and res["settings"]["nam"] == {"score": "memflow", "gate": None}
+    assert (nam["nam_score"], nam["nam_gate"]) == ("memflow", None) and res["settings"]["nam"] == {"score": "memflow", "gate": None, "lookahead_s": 0.0}
     assert res["settings"]["entity_gate"] == PROMPT_GATE and res["generators"]["nam"]["settings"]["memory"]["entity_gate"] == PROMPT_GATE
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -115,16 +116,23 @@ def test_installed_sprites_load_count_in_the_weights_and_are_drawn_over_the_fram
     tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
     plain = [fc.frames for fc in builtin_generator(folder, memory="sink", sprites=False).stream(tl, seed=0)]
     drawn = [fc.frames for fc in builtin_generator(folder, memory="sink").stream(tl, seed=0)]
+    over = builtin_generator(folder, memory="sink")
+    over.sprites.config = dataclasses.replace(over.sprites.config, clear=False)  # pasted over the DiT's figure
+    pasted = [fc.frames for fc in over.stream(tl, seed=0)]
     rgb, alpha = model.sprites.draw(torch.zeros(1, 32), "office")  # the window's colour does not depend on the name here
     assert alpha.all()
     # the tiny VAE makes 4x4 latents of 8x8 pixels; the prior's box for one character is latent
     # rows 1-3, columns 1-2 (grown by one latent pixel in training): the sprite stands on pixel
     # row (4 - 1) * 8 = 24, centred on column (1 + 3) * 8 / 2 = 16
-    for a, b in zip(plain, drawn):
+    for a, b, c in zip(plain, drawn, pasted):
         mask = np.zeros(a.shape[1:3], bool)
         mask[24 - 16 : 24, 16 - 4 : 16 + 4] = True
-        assert np.array_equal(a[:, ~mask], b[:, ~mask])
-        assert (b[:, mask] != a[:, mask]).any()
+        box = np.zeros(a.shape[1:3], bool)
+        box[8:32, 8:24] = True  # the layout box, cleared before the sprite is pasted
+        assert np.array_equal(a[:, ~(mask | box)], b[:, ~(mask | box)])
+        assert np.array_equal(b[:, mask], c[:, mask]) and (b[:, mask] != a[:, mask]).any()
+        assert np.array_equal(a[:, ~mask], c[:, ~mask])  # without clearing only the sprite's pixels change
+        assert (b[:, box & ~mask] != a[:, box & ~mask]).any()  # with it, the rest of the box is filled in
 
 
 def test_a_folder_naming_sprites_it_does_not_hold_is_one_clear_error(tmp_path):
