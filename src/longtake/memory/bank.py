@@ -143,9 +143,9 @@ class NarrativeMemory:
     # ----------------------------------------------------------------- write
     def add(self, entry: MemoryEntry, prompt: PromptKV | None, text: str = "", ahead: Sequence[str] = ()) -> bool:
         """Insert ``entry``; when full, keep the ``capacity - 1`` stored entries most relevant to
-        the current prompt (``prompt``: its K/V; ``text``: the prompt itself; ``ahead``: the
-        script's next prompts, :meth:`relevance`) plus ``entry``. False when the frame is
-        already held."""
+        the current prompt (``prompt``: its K/V; ``text``: the prompt itself) plus ``entry``;
+        with ``ahead`` (the script's next prompts), those that best cover ``text`` and them
+        (:meth:`covering`). False when the frame is already held."""
         if any(e.frame == entry.frame for e in self.entries):
             return False
         if len(self.entries) >= self.capacity:
@@ -163,7 +163,7 @@ class NarrativeMemory:
     def update(self, chunk: Chunk, cache: KVCache, first_frame: int, ahead: Sequence[str] = ()) -> None:
         """After ``chunk`` was written to ``cache`` (its first latent frame at ``first_frame``):
         record the prototype of every ``record_every``-th chunk, scored with the cache's prompt
-        (the chunk's own) and ``ahead`` (:meth:`relevance`)."""
+        (the chunk's own) and ``ahead`` (:meth:`add`)."""
         if is_record_chunk(chunk, self.record_every):
             entry = entry_from_cache(
                 cache, first_frame, chunk=chunk.index, entities=chunk.entities, location=chunk.location, kind=KIND_FRAME, prompt=chunk.prompt

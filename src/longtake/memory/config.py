@@ -66,10 +66,10 @@ class MemoryConfig:
             None: :data:`PROMPT_GATE` with the prompt score (it keeps frames written under prompts
             of the same setting and drops the others at a cut to another place; calibrated on
             storyworld-bench stories 30-34, docs/memory.md), no gate with the MemFlow score.
-        nam_lookahead: seconds of the script ahead whose prompts NAM also ranks its frames
-            against when the bank is full (a frame's relevance is its best over the current
-            prompt and those): a character who leaves keeps her frames while the script brings
-            her back within this horizon. 0 ranks by the current prompt alone (MemFlow). None:
+        nam_lookahead: seconds of the script ahead whose prompts NAM also weighs when the bank
+            is full: it keeps the frames that best cover the current prompt and those
+            (``NarrativeMemory.covering``), so a character who leaves keeps a frame while the
+            script brings her back within this horizon. 0 ranks by the current prompt alone (MemFlow). None:
             :data:`NAM_LOOKAHEAD_S` with the prompt score, 0 with the MemFlow score (ranking by
             a future prompt needs its text alone, not cross-attention keys).
         sma_top_k: frames each head attends to in "nam+sma" (of ``capacity``).
