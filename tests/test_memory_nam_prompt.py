@@ -194,9 +194,9 @@ def test_lookahead_keeps_a_frame_the_script_needs_again():
     # frame 0 raises that to 1.0, then nothing gains and frame 3 (1.0 on "tom park") beats 6 (0.73)
     assert filled(["mia office"]).frames == [0, 3, 9]
     assert filled(["tom park", "tom park"]).frames == [3, 6, 9]  # the current prompt again changes nothing
+    memflow = NarrativeMemory(capacity=1)
+    memflow.add(entry(1, "x"), None, "x")
     with pytest.raises(MemoryBankError, match="ahead"):
-        memflow = NarrativeMemory(capacity=1)
-        memflow.add(entry(1, "x"), None, "x")
         memflow.add(entry(2, "x"), None, "x", ["y"])  # the MemFlow score has no text to look ahead with
 
 
