@@ -25,6 +25,7 @@ is in :meth:`state_dict`, as plain data, so a resumed render gives the same fram
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -282,7 +283,8 @@ class MemoryGenerator(CausalGenerator):
         if not isinstance(self.memory, NarrativeMemory) or horizon <= 0 or timeline is None:
             return []
         last = chunk.end_frame + horizon * timeline.fps
-        return list(dict.fromkeys(c.prompt for c in timeline.chunks[chunk.index + 1 :] if c.start_frame < last))
+        later = itertools.islice(timeline.chunks, chunk.index + 1, None)  # in order: stop at the horizon, not the story's end
+        return list(dict.fromkeys(c.prompt for c in itertools.takewhile(lambda c: c.start_frame < last, later)))
 
     def _after_write(self, chunk: Chunk, cache: KVCache, x0: Tensor) -> None:
         frames = x0.shape[2]
