@@ -290,13 +290,16 @@ def test_a_look_fills_what_the_description_leaves_open_and_keeps_what_it_says():
     assert look_vector(None).shape == (LOOK_DIM,) and look_vector(None)[-1] == 0 and look_vector(looks[0][1])[-1] == 1
 
 
-@pytest.mark.parametrize(("memory", "new_looks"), [("sink", 3), ("entity", 2), ("nam", 2), (MemoryConfig(mode="nam", nam_lookahead=0.0), 3)],
-                         ids=["sink", "entity", "nam", "nam-no-lookahead"])
+@pytest.mark.parametrize(("memory", "new_looks"), [("sink", 3), ("entity", 2), ("nam", 2), (MemoryConfig(mode="nam", nam_lookahead=0.0), 3),
+                                                  (MemoryConfig(mode="nam", nam_gate=1.0), 2)],
+                         ids=["sink", "entity", "nam", "nam-no-lookahead", "nam-held-not-attended"])
 def test_entity_memory_brings_a_returning_characters_look_back_and_the_sink_does_not(tmp_path, memory, new_looks):
     """Ann leaves for longer than the window: with the sink only she returns with a new look;
     entity memory keeps a frame of her, so her look comes back (Bob's look is drawn once).
     NAM keeps her frame because the script brings her back within its lookahead; ranked by
-    the current prompt alone ("Bob drinks"), the bank lets it go."""
+    the current prompt alone ("Bob drinks"), the bank lets it go. With a gate no frame passes
+    (1.0: only the very same prompt), her frame stays in the bank but never in attention;
+    her look is kept all the same, as long as the bank holds it (``look_tags``)."""
     story = _away_and_back()
     folder = _layout_folder(tmp_path, story)
     torch.manual_seed(6)

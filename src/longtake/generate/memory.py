@@ -45,6 +45,8 @@ from longtake.memory.figures import crop_figure, paste_figure
 from longtake.memory.sma import SparseMemoryActivation
 from longtake.model.kv_cache import KVCache
 from longtake.model.layout import introduced
+from longtake.model.look_reader import LookReader, read_look
+from longtake.model.sprites import look_from_data, look_to_data
 from longtake.plan.timeline import Chunk, Timeline
 from longtake.sample.samplers import sample_few_step
 
@@ -70,6 +72,8 @@ class MemoryGenerator(CausalGenerator):
         preload: an entity memory saved by an earlier render of the same cast
             (:meth:`export_memory`; read and checked by :mod:`longtake.memory_files`).
         preload_id: what identifies ``preload`` in the manifest (e.g. the file's sha256).
+        look_reader: reads each character's look off her reference images before the first
+            chunk, in every mode (model/look_reader.py); the figure layer keeps it all render.
 
     Attributes:
         memory: the NarrativeMemory / EntityMemory of the current stream (None without).
@@ -86,9 +90,11 @@ class MemoryGenerator(CausalGenerator):
         cast: Sequence[CastMember] = (),
         preload: dict[str, Any] | None = None,
         preload_id: str | None = None,
+        look_reader: LookReader | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.look_reader = look_reader if self._sprite_layer is not None else None
         self.memory_config = memory if isinstance(memory, MemoryConfig) else MemoryConfig(mode=memory)
         cfg = self.memory_config
         if preload is not None and cfg.mode != "entity":
@@ -129,15 +135,21 @@ class MemoryGenerator(CausalGenerator):
         with the figure layer, also the characters' looks ("looks": id -> seed)."""
         if not isinstance(self.memory, EntityMemory):
             return None
-        looks = {} if self._sprite_layer is None else dict(self._sprite_layer.looks)
+        looks = {} if self._sprite_layer is None else {e: look_to_data(v) for e, v in self._sprite_layer.looks.items()}
         return {**self.memory.state_dict(), "looks": looks}
 
     @property
     def look_tags(self) -> list[tuple[str, tuple[str, ...]]]:
         """(location, entity ids) the figure layer may keep looks for in the last chunk: the
-        memory frames it read and, with entity memory, every character it holds frames of
-        (a look is part of the character's record there, kept as long as any frame of her)."""
-        held = [("", tuple(self.memory.tags))] if isinstance(self.memory, EntityMemory) else []
+        memory frames it read and every character the memory holds a frame of, in attention
+        or not (a look is kept as long as the memory keeps any frame of her: entity memory's
+        record of her, or a frame in NAM's bank that its gate or SMA left out this chunk)."""
+        if isinstance(self.memory, EntityMemory):
+            held = [("", tuple(self.memory.tags))]
+        elif isinstance(self.memory, NarrativeMemory):
+            held = [(e.location, tuple(e.entities)) for e in self.memory.entries]
+        else:
+            held = []
         return [*self.selected_tags, *held]
 
     def _cast_digest(self) -> str | None:
@@ -185,10 +197,14 @@ class MemoryGenerator(CausalGenerator):
             if self.preload is not None:
                 n = self.memory.import_entries(self.preload, entities=known)
                 if self._sprite_layer is not None:  # a look comes back where an imported frame shows its character
-                    self._sprite_layer.looks.update({str(e): int(v) for e, v in (self.preload.get("looks") or {}).items() if e in known})
+                    self._sprite_layer.looks.update({str(e): look_from_data(v) for e, v in (self.preload.get("looks") or {}).items() if e in known})
                 log.info("memory: %d entries imported from %s", n, self.preload_id or "a memory file")
             with torch.inference_mode():
                 self._encode_cast(timeline, seed, device, known)
+        if self.look_reader is not None and self._sprite_layer is not None:  # every mode: a reference is part of the script
+            looks = {m.entity: read_look(self.look_reader, m.images, m.entity) for m in self.cast
+                     if m.kind == "character" and m.images and m.entity in timeline.characters}
+            self._sprite_layer.pin_looks(looks)
 
     def _restore(self, state: dict[str, Any], cache: KVCache, device: torch.device) -> None:
         saved = state.get("memory")
