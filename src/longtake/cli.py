@@ -202,10 +202,11 @@ def models() -> None:
 
 
 def _mount_subcommands() -> None:
-    from longtake.train.cli import train_command, train_sprites_command
+    from longtake.train.cli import train_command, train_look_reader_command, train_sprites_command
 
     app.command("train")(train_command)
     app.command("train-sprites")(train_sprites_command)
+    app.command("train-look-reader")(train_look_reader_command)
     try:
         from longtake.world.cli import world_app
     except ImportError as exc:  # StoryWorld absent from a partial install

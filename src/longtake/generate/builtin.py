@@ -93,6 +93,7 @@ def builtin_generator(
         layout_prior=model.settings.layout_prior,
         paint_composite=model.settings.paint_composite,
         sprites=model.sprites if sprites else None,
+        look_reader=model.look_reader if sprites else None,
         memory=memory,
         cast=cast,
     )

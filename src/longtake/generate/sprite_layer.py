@@ -5,15 +5,16 @@ layout prior stands the characters.
 A look is what the text leaves open about a character: the attributes its description does
 not say and its hidden details (shoes, badge, bag, skin, watch, shades, height), drawn as
 StoryWorld draws them from a seed (model/sprites.py ``resolve_look``). A character gets a
-new look, from the seed of the chunk it enters in, whenever nothing the chunk reads shows it:
-not the sink, not the local window, not a memory frame put in attention (the planner's tags
-say who is on which frame). So a look lives as long as the frames it was drawn in: with the
-sink only, a character who leaves the window (or whose place is cut away) comes back with
-another look; NAM brings it back when its bank kept a frame of her and puts it in attention.
-Entity memory keeps a record per character: her look stays while it holds any frame of her,
-even in a chunk where its place and prompt gates keep those frames out of attention. This
-is an explicit rule, not something the DiT learnt (the layer is outside the DiT): it lets the
-layer carry what the memory holds, no more (docs/memory.md, "Looks")."""
+new look, from the seed of the chunk it enters in, whenever nothing shows her any more: not
+the sink, not the local window (the planner's tags say who is on which frame), not a frame
+the memory holds. NAM and entity memory keep a look while they hold any frame of her, also
+in a chunk where their gates (or SMA) keep those frames out of attention: NAM while its bank
+holds one, entity memory while her record does. So with the sink only, a character who
+leaves the window (or whose place is cut away) comes back with another look. A character
+with a reference image in the script gets the look read off it (model/look_reader.py) for
+the whole render. This is an explicit rule, not something the DiT learnt (the layer is
+outside the DiT): it lets the layer carry what the memory holds, no more (docs/memory.md,
+"Looks")."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 
 from longtake.model.config import DiTConfig
 from longtake.model.layout import LayoutPrior, introduced, name_embeddings
-from longtake.model.sprites import FigureSprites, anchors, paste_sprites
+from longtake.model.sprites import FigureSprites, FittedLook, Look, anchors, look_from_data, look_to_data, paste_sprites
 from longtake.model.text_encoder import TextEncoder
 from longtake.plan.timeline import Chunk, Timeline
 from longtake.world.parse import parse_location
@@ -102,7 +103,8 @@ class SpriteLayer:
         self._figures: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._seed = 0
         self._ids: dict[str, str] = {}  # name as prompts introduce it -> character id
-        self.looks: dict[str, int] = {}  # character id -> seed of its current look
+        self.looks: dict[str, int | FittedLook] = {}  # character id -> seed of its current look, or one read off a reference
+        self.pinned: set[str] = set()  # characters whose look a reference image set: kept for the whole render
         self._shown: dict[int, tuple[str, ...]] = {}  # held latent frame -> characters on it
         self.new_looks = 0  # looks drawn in this stream (a character's first included)
 
@@ -113,34 +115,48 @@ class SpriteLayer:
         self._ids = {name: cid for cid, name in timeline.characters.items() if names.count(name) == 1}
         self._seed = int(seed)
         saved = (state or {}).get("sprites") or {}
-        self.looks = {str(k): int(v) for k, v in (saved.get("looks") or {}).items()}
+        self.looks = {str(k): look_from_data(v) for k, v in (saved.get("looks") or {}).items()}
+        self.pinned = {str(e) for e in saved.get("pinned") or ()}
         self._shown = {int(f): tuple(str(e) for e in es) for f, es in (saved.get("shown") or {}).items()}
         self.new_looks = int(saved.get("new_looks", 0))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"looks": dict(self.looks), "shown": {str(f): list(es) for f, es in self._shown.items()}, "new_looks": self.new_looks}
+        return {"looks": {e: look_to_data(v) for e, v in self.looks.items()}, "pinned": sorted(self.pinned),
+                "shown": {str(f): list(es) for f, es in self._shown.items()}, "new_looks": self.new_looks}
+
+    def pin_looks(self, looks: dict[str, FittedLook]) -> None:
+        """Looks read off the characters' reference images (model/look_reader.py): each is
+        hers from the first chunk to the last, whatever the memory holds (a reference is part
+        of the script, not something to remember)."""
+        self.looks.update(looks)
+        self.pinned |= set(looks)
 
     # ------------------------------------------------------------------ drawing
-    def figure(self, name: str, description: str, kind: str | None, look: tuple[int, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def name_embedding(self, name: str, description: str) -> torch.Tensor:
+        """(1, text_dim): the text encoder's output at ``name`` in her cast-sheet prompt."""
+        text = f"{name} ({description})."
+        tokens, limit = self.text.tokenizer.tokens, self.text.max_tokens  # type: ignore[attr-defined]
+        emb = self.text.encode([text])[0]
+        return name_embeddings(emb, [text], tokens, limit, 1)[0].to(self.sprites.cast.weight.device)
+
+    def figure(self, name: str, description: str, kind: str | None, look: Look | None = None) -> tuple[np.ndarray, np.ndarray]:
         """RGB (1, h, w, 3) uint8 and alpha (1, h, w) bool of one character."""
         key = (f"{name} ({description}).", kind, look)
         if key not in self._figures:
-            tokens, limit = self.text.tokenizer.tokens, self.text.max_tokens  # type: ignore[attr-defined]
-            emb = self.text.encode([key[0]])[0]
-            names = name_embeddings(emb, [key[0]], tokens, limit, 1)[0]  # (1, text_dim)
-            self._figures[key] = self.sprites.draw(names.to(self.sprites.cast.weight.device), kind, looks=[look])
+            self._figures[key] = self.sprites.draw(self.name_embedding(name, description), kind, looks=[look])
             while len(self._figures) > KEEP:
                 self._figures.popitem(last=False)
         self._figures.move_to_end(key)
         return self._figures[key]
 
-    def _look(self, entity: str | None, chunk: Chunk, seen: set[str]) -> tuple[int, str] | None:
+    def _look(self, entity: str | None, chunk: Chunk, seen: set[str]) -> Look | None:
         if entity is None or not self.sprites.config.looks:
             return None
-        if entity not in self.looks or entity not in seen:
+        if entity not in self.pinned and (entity not in self.looks or entity not in seen):
             self.looks[entity] = look_seed(self._seed, chunk.index)
             self.new_looks += 1
-        return self.looks[entity], entity
+        look = self.looks[entity]
+        return look if isinstance(look, FittedLook) else (int(look), entity)
 
     def __call__(self, chunk: Chunk, frames: np.ndarray, latent_hw: tuple[int, int], prior: LayoutPrior | None,
                  attended: Iterable[int] = (), written: Iterable[int] = (),

@@ -43,6 +43,7 @@ from longtake.model.dit import CausalWanDiT
 from longtake.model.errors import ModelError
 from longtake.model.layout import LayoutPrior
 from longtake.model.loading import config_from_dict
+from longtake.model.look_reader import LOOK_FILE, LookReader, load_reader
 from longtake.model.sprites import SPRITES_FILE, FigureSprites, load_sprites
 from longtake.model.text_builtin import VOCAB_NAME, WEIGHTS_NAME, BuiltinTextEncoder
 from longtake.model.vae_builtin import BuiltinVAE
@@ -99,6 +100,8 @@ class BuiltinModel:
     folder: Path
     # the figure layer (model/sprites.py), None for a folder without ``sprites.safetensors``
     sprites: FigureSprites | None = None
+    # reads a look off a reference image (model/look_reader.py), None without ``looks.safetensors``
+    look_reader: LookReader | None = None
 
     @property
     def digest(self) -> str:
@@ -128,7 +131,7 @@ def _sha256(path: Path) -> str:
 def weights_hashes(folder: str | Path | None = None) -> dict[str, str]:
     """sha256 of every file of a complete folder: relative path -> hex digest."""
     root = require_folder(folder)
-    names = FILES + ((SPRITES_FILE,) if (root / SPRITES_FILE).is_file() else ())
+    names = FILES + tuple(f for f in (SPRITES_FILE, LOOK_FILE) if (root / f).is_file())
     return {name: _sha256(root / name) for name in names}
 
 
@@ -347,6 +350,7 @@ def load_builtin(folder: str | Path | None = None, *, device: str | torch.device
     layer = load_sprites(root, meta, text.dim, device) if sprites else None
     if layer is not None and prior is None:
         raise ModelError(f"{root / MODEL_JSON}: sprites stand in the layout prior's boxes, but the DiT has no layout input")
+    reader = load_reader(root, meta, device) if layer is not None else None
     weights = weights_hashes(root)
     log.info("loaded built-in model from %s (weights %s)", root, weights_digest(weights)[:12])
-    return BuiltinModel(dit, vae, text, settings, weights, root, layer)
+    return BuiltinModel(dit, vae, text, settings, weights, root, layer, reader)

@@ -29,8 +29,9 @@ kind of place, read from its own cast-sheet prompt, and pasted, where its alpha 
 ``threshold``, into every decoded frame at the layout prior's boxes (the same place the DiT's
 layout puts each character): a layer over the DiT's scene. The DiT's cache and memory keep
 the latents it sampled. A character's look is drawn from a seed when she first enters and
-kept as long as the frames (or the entity memory) that hold her (generate/sprite_layer.py).
-Built-in model only.
+kept as long as the frames (or the memory) that hold her (generate/sprite_layer.py); with a
+reference image, it is read off the image (:class:`FittedLook`, model/look_reader.py) and
+kept for the whole render. Built-in model only.
 """
 
 from __future__ import annotations
@@ -158,6 +159,63 @@ def resolve_look(said: Tensor, seed: int, entity: str) -> tuple[Tensor, HiddenDe
     return torch.tensor(attribute_labels(resolved)), draw_hidden(seed, entity)
 
 
+@dataclass(frozen=True)
+class FittedLook:
+    """A look read off a reference image (model/sprite_fit.py) instead of drawn from a seed:
+    ``attributes`` (9 class indices, -1 = none fitted) replace what the description leaves
+    open (what it says stays); ``hidden`` are the hidden details as fitted."""
+
+    attributes: tuple[int, ...]
+    hidden: HiddenDetails
+
+    def labels(self, said: Tensor) -> Tensor:
+        """The attributes a description says (9,) long (-1 = not said) -> every attribute drawn."""
+        fitted = torch.tensor(self.attributes, dtype=torch.long)
+        return torch.where(said >= 0, said, fitted)
+
+    def to_dict(self) -> dict:
+        attrs = {name: classes[i] for (name, classes), i in zip(ATTRIBUTES.items(), self.attributes) if i >= 0}
+        return {"attributes": attrs, "hidden": self.hidden.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FittedLook":
+        """Inverse of :meth:`to_dict`; ValueError (one line) for a value StoryWorld does not know."""
+        try:
+            attrs = dict(data.get("attributes") or {})
+            unknown = sorted(set(attrs) - set(ATTRIBUTES))
+            if unknown:
+                raise ValueError(f"unknown attributes {unknown}")
+            labels = tuple(classes.index(attrs[name]) if name in attrs else -1 for name, classes in ATTRIBUTES.items())
+            return cls(labels, HiddenDetails(**dict(data["hidden"])))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"a fitted look must be {{'attributes': {{name: class}}, 'hidden': {{...}}}} in StoryWorld's vocabulary ({err})") from None
+
+
+#: a look as the figure layer keeps it: a seed's (seed, character id), or one fitted to a reference image
+Look = tuple[int, str] | FittedLook
+
+
+def look_from_data(value: object) -> int | FittedLook:
+    """A look as states and memory files store it (a seed, or a fitted look's dict) -> the object."""
+    if isinstance(value, dict):
+        return FittedLook.from_dict(value)
+    return int(value)  # type: ignore[arg-type]
+
+
+def look_to_data(value: int | FittedLook) -> int | dict:
+    return value.to_dict() if isinstance(value, FittedLook) else int(value)
+
+
+def look_parts(said: Tensor, look: Look | None) -> tuple[Tensor, Tensor]:
+    """Said attributes (9,) and a look -> (every attribute drawn (9,), the look's vector (LOOK_DIM,))."""
+    if look is None:
+        return said, look_vector(None)
+    if isinstance(look, FittedLook):
+        return look.labels(said), look_vector(look.hidden)
+    labels, hidden = resolve_look(said, *look)
+    return labels, look_vector(hidden)
+
+
 def condition(labels: Tensor, actions: Tensor, kinds: Tensor, zoom: Tensor, looks: Tensor | None = None) -> Tensor:
     """labels (N, 9) long (-1 = not said), action and kind indices (N,) long, camera zoom (N,),
     looks (N, LOOK_DIM) (None: no look) -> the decoder's condition (N, CONDITION_DIM)."""
@@ -231,17 +289,16 @@ class FigureSprites(nn.Module):
 
     @torch.no_grad()
     def draw(self, names: Tensor, kind: str | None, action: str | None = None,
-             looks: list[tuple[int, str] | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             looks: list[Look | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Name embeddings (E, text_dim) -> RGB (E, h, w, 3) uint8 and alpha (E, h, w) bool,
         for the characters standing in a place of ``kind`` (None: not known); ``looks``: per
-        character None or the (seed, entity) of its look (:func:`resolve_look`)."""
+        character None, the (seed, entity) of its look (:func:`resolve_look`) or a
+        :class:`FittedLook`."""
         n = names.shape[0]
         labels = self.attributes(names).cpu()
         vectors = [look_vector(None)] * n
         for i, look in enumerate(looks or []):
-            if look is not None:
-                labels[i], hidden = resolve_look(labels[i], *look)
-                vectors[i] = look_vector(hidden)
+            labels[i], vectors[i] = look_parts(labels[i], look)
         acts = torch.full((n,), action_index(action or self.config.action), dtype=torch.long)
         kinds = torch.full((n,), kind_index(kind), dtype=torch.long)
         dev = self.cast.weight.device

@@ -134,3 +134,31 @@ def train_sprites_command(
         torch.set_num_threads(threads)
     command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run(model, out_dir, cfg, install=install, log=lambda line: err.print(line, highlight=False), command=command)
+
+
+@user_errors
+def train_look_reader_command(
+    crops: Annotated[Path, typer.Option("--crops", help="The figure layer's training crops: crops.pt in a `longtake train-sprites` run folder.")],
+    model: Annotated[Path | None, typer.Option("--model", help="Built-in model folder --install writes looks.safetensors into.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json (held-out accuracy per part).")] = Path("runs/look_reader"),
+    install: Annotated[bool, typer.Option("--install", help="Write looks.safetensors and model.json's 'look_reader' into --model when done.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a setting, KEY=JSON (e.g. --set steps=500); see train/look_reader.py.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch threads (default: all cores).")] = None,
+) -> None:
+    """Train the look reader: reads a character's look off a reference image (docs/memory.md, "Reference images set a look")."""
+    import dataclasses
+
+    import torch
+
+    from longtake.train.config import TrainError
+    from longtake.train.look_reader import LookReaderTrainConfig, run
+
+    changes = parse_sets(set_, known={f.name for f in dataclasses.fields(LookReaderTrainConfig)})
+    try:
+        cfg = LookReaderTrainConfig(**changes)
+    except TypeError as exc:
+        raise TrainError(f"--set: {exc}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run(crops, out_dir, cfg, model=model, install=install, log=lambda line: err.print(line, highlight=False), command=command)
