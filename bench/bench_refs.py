@@ -2,8 +2,8 @@
 
 For every character of storyworld-bench stories (held-out looks: never in any training), the
 ground-truth renderer's frame where she stands largest (whole, inside the frame, overlapping
-no one, no fade) gives her **reference image**: a square crop around her, 0.3 of her height
-of margin on every side, as a user would cut one. Then:
+no one, no fade) gives her **reference image**: her box grown by 0.15 of her height on every
+side, as a user would cut one. Then:
 
   read      the look reader's reading of the crop (model/look_reader.py) against the truth
             StoryWorld drew her with, per part: the hidden details (skin, shoes, badge shape,
@@ -65,13 +65,12 @@ def best_views(story, timeline, renderer):
     return best
 
 
-def crop(img: np.ndarray, box, margin: float = 0.3) -> np.ndarray:
+def crop(img: np.ndarray, box, margin: float = 0.15) -> np.ndarray:
+    """Her box grown by ``margin`` of her height on every side (edges repeated past the frame)."""
     x0, y0, x1, y1 = box
-    side = int(round((y1 - y0) * (1 + 2 * margin)))
-    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-    pad = np.pad(img, ((side, side), (side, side), (0, 0)), mode="edge")
-    t, left = cy - side // 2 + side, cx - side // 2 + side
-    return pad[t : t + side, left : left + side].copy()
+    m = int(round((y1 - y0) * margin))
+    pad = np.pad(img, ((m, m), (m, m), (0, 0)), mode="edge")
+    return pad[y0 : y1 + 2 * m, x0 : x1 + 2 * m].copy()
 
 
 def swap_figure(frame: np.ndarray, mask: np.ndarray, box, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -103,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=10)
     ap.add_argument("--stories", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default=None, help="a built-in model folder (default: the shipped one)")
     args = ap.parse_args(argv)
 
     import torch
@@ -112,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate import builtin_generator
     from longtake.generate.sprite_layer import look_seed
-    from longtake.model.look_reader import read_look
+    from longtake.model.look_reader import normal_window, read_look, read_window
     from longtake.model.sprites import resolve_look
     from longtake.pipeline import plan_for
     from longtake.world.bench_set import make_bench
     from longtake.world.parse import parse_appearance
     from longtake.world.renderer import WorldRenderer
 
-    gen = builtin_generator(memory="sink")
+    gen = builtin_generator(args.weights, memory="sink")
     layer, reader = gen._sprite_layer, gen.look_reader
     if layer is None or reader is None:
         print("the built-in model has no figure layer or no look reader (longtake train-look-reader --install)", file=sys.stderr)
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     probes = StoryWorldProbes.load()
     items = make_bench(args.first + args.stories)[args.first :]
     read = {p: [0, 0] for p in PARTS}
+    read_true_box = {p: [0, 0] for p in PARTS}
     seeded_read = {p: [0, 0] for p in PARTS}
     open_right = [0, 0]
     open_seeded = [0, 0]
@@ -147,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             look = read_look(reader, [ref], cid)
             seconds.append(time.perf_counter() - t0)
+            m = int(round((truth.bbox[3] - truth.bbox[1]) * 0.15))
+            true_box = (m, m, m + truth.bbox[2] - truth.bbox[0], m + truth.bbox[3] - truth.bbox[1])
+            look_tb = read_window(reader, normal_window(ref, true_box))
             seed_look = look_seed(item.seed, 0)
             names = layer.name_embedding(c.name, c.description)
             said = layer.sprites.attributes(names).cpu()[0]
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             for p in PARTS:
                 if exists(p, hid):
                     read[p][0] += getattr(look.hidden, p) == getattr(hid, p)
+                    read_true_box[p][0] += getattr(look_tb.hidden, p) == getattr(hid, p)
+                    read_true_box[p][1] += 1
                     seeded_read[p][0] += getattr(s_hidden, p) == getattr(hid, p)
                     read[p][1] += 1
                     seeded_read[p][1] += 1
@@ -191,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     pct = lambda a: f"{100 * a[0] / max(1, a[1]):.1f}% ({a[0]}/{a[1]})"
     print(f"\n{n_chars} characters of storyworld-bench stories {args.first}-{args.first + args.stories - 1}; "
           f"reading a reference: median {1000 * float(np.median(seconds)):.0f} ms")
-    print("\n| part | look reader right | seeded look right |\n|---|---|---|")
+    print("\n| part | look reader right | the same on her true box | seeded look right |\n|---|---|---|---|")
     for p in PARTS:
-        print(f"| {p} | {pct(read[p])} | {pct(seeded_read[p])} |")
-    tot_r = [sum(read[p][0] for p in PARTS), sum(read[p][1] for p in PARTS)]
-    tot_s = [sum(seeded_read[p][0] for p in PARTS), sum(seeded_read[p][1] for p in PARTS)]
-    print(f"| all hidden details | {pct(tot_r)} | {pct(tot_s)} |")
-    print(f"| attributes the description leaves open | {pct(open_right)} | {pct(open_seeded)} |")
+        print(f"| {p} | {pct(read[p])} | {pct(read_true_box[p])} | {pct(seeded_read[p])} |")
+    total = lambda d: [sum(d[p][0] for p in PARTS), sum(d[p][1] for p in PARTS)]
+    print(f"| all hidden details | {pct(total(read))} | {pct(total(read_true_box))} | {pct(total(seeded_read))} |")
+    if open_right[1]:
+        print(f"| attributes the description leaves open | {pct(open_right)} | - | {pct(open_seeded)} |")
     print("\n| figure judged by the probes | hidden readings equal to the reference's | not found |\n|---|---|---|")
     print(f"| drawn with the look read off the reference | {pct(agree['drawn'])} | {missed['drawn']} |")
     print(f"| drawn with a seeded look (no reference) | {pct(agree['seeded'])} | {missed['seeded']} |")

@@ -137,3 +137,64 @@ def test_a_reference_image_sets_the_look_for_the_whole_render_and_survives_a_res
         render_story(story, tl, StopAfter(builtin_generator(folder, memory=memory, cast=cast), 3), out, seed=1, checkpoint_every=2)
     render_story(story, tl, builtin_generator(folder, memory=memory, cast=cast), out, seed=1, resume=True)
     assert sha256_file(straight.video) == sha256_file(out)
+
+
+def test_a_scripts_refs_reach_the_look_reader_in_every_memory_mode(tmp_path):
+    """load_generator reads the script's refs for every mode (not only entity memory, which
+    also encodes them): with --memory sink Ann's look is the one read off her reference image,
+    and the manifest's settings name the references (cast_refs)."""
+    import cv2
+
+    from longtake.pipeline import load_generator
+
+    story = _away_and_back()
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(6)
+    install_sprites(folder, FigureSprites(TINY))
+    torch.manual_seed(2)
+    save_reader(folder, LookReader(SMALL).eval())
+    ref = tmp_path / "ann.png"
+    cv2.imwrite(str(ref), _figure_image()[:, :, ::-1])
+    data = story.model_dump(mode="json")
+    data["characters"][0]["refs"] = [str(ref)]
+    with_ref = type(story).model_validate(data)
+    gen = load_generator("builtin", story=with_ref, weights=folder, memory="sink")
+    tl = plan(with_ref, frames_per_chunk=8, first_chunk_frames=5)
+    seen = [gen._sprite_layer.looks["ann"] for fc in gen.stream(tl, seed=2) if "ann" in fc.chunk.characters]
+    assert seen and all(look == read_look(gen.look_reader, [_figure_image()], "ann") for look in seen)
+    assert gen.info().settings["memory"]["cast_refs"]
+
+
+def _crops(n=24) -> dict:
+    """A tiny crops file as `longtake train-sprites` writes it: RGBA windows, attributes, looks, stories."""
+    from longtake.eval.probe_data import ATTRIBUTES
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((n, 64, 40, 4), np.uint8)
+    x[..., :3] = rng.integers(0, 255, (n, 64, 40, 3))
+    x[:, 14:64, 12:28, 3] = 255
+    full = torch.tensor([[int(rng.integers(len(c))) for c in ATTRIBUTES.values()] for _ in range(n)])
+    looks = torch.stack([look_vector(draw_hidden(i, "ann")) for i in range(n)])
+    return {"x": torch.from_numpy(x), "full": full, "looks": looks, "story": torch.arange(n) // 2}
+
+
+def test_train_look_reader_installs_a_reader_that_loads_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from longtake.cli import app
+
+    folder = _layout_folder(tmp_path, _away_and_back())
+    install_sprites(folder, FigureSprites(TINY))
+    torch.save(_crops(), tmp_path / "crops.pt")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["train-look-reader", "--crops", str(tmp_path / "crops.pt"), "--model", str(folder), "--out", str(tmp_path / "run"),
+                             "--set", "steps=3", "--set", "batch=8", "--set", "holdout=2", "--set", "warmup=1", "--install", "--threads", "1"])
+    assert ok.exit_code == 0, ok.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]
+    assert metrics["held_crops"] == 12 and metrics["train_crops"] == 12 and set(metrics["parts"]) <= set(HEADS)
+    model = load_builtin(folder)
+    assert model.look_reader is not None and json.loads((folder / "model.json").read_text())["look_reader"]["train"]["metrics"]["steps"] == 3
+    missing = runner.invoke(app, ["train-look-reader", "--crops", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "run2")])
+    assert missing.exit_code == 2 and "crops not found" in missing.output
+    nothing = runner.invoke(app, ["train-look-reader", "--out", str(tmp_path / "run3")])
+    assert nothing.exit_code == 2 and "nothing to train on" in nothing.output

@@ -86,11 +86,9 @@ def _builtin(story: Story, *, weights: str | Path | None = None, device: str = "
         raise RenderError(f"unknown memory mode {mode!r}; choose one of {', '.join(MEMORY_MODES)}")
     if memory_from is not None and mode != "entity":
         raise RenderError(f"--memory-from loads an entity memory; it needs --memory entity, not {mode}")
-    cast = ()
-    if mode == "entity":
-        from longtake.memory_files import cast_from_story
+    from longtake.memory_files import cast_from_story
 
-        cast = cast_from_story(story)
+    cast = cast_from_story(story)  # entity memory encodes the refs; in every mode a character's ref sets her look
     if guidance is not None and guidance < 1.0:
         raise RenderError(f"guidance must be at least 1.0 (1.0 = off), got {guidance}")
     gen = builtin_generator(weights, device=device, sampler=sampler, steps=steps, precision=precision, memory=mode, cast=cast,  # type: ignore[arg-type]

@@ -51,6 +51,8 @@ class LookReadError(ValueError):
 class LookReaderConfig:
     channels: tuple[int, int, int] = (32, 64, 96)
     hidden: int = 256
+    head_channels: int = 32  # channels per cell of the 8 x 5 grid the dense head reads (0: all of the last stage's)
+    dropout: float = 0.3  # before and after the dense layer (training only)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -78,8 +80,11 @@ class LookReader(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU(),
                        nn.Conv2d(cout, cout, 3, stride=2, padding=1), nn.GroupNorm(8, cout), nn.SiLU()]
             cin = cout
+        if config.head_channels:  # a narrow 1x1 projection keeps where things are but not room to memorise each figure
+            layers += [nn.Conv2d(c3, config.head_channels, 1), nn.SiLU()]
         self.body = nn.Sequential(*layers)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c3 * (WINDOW[0] // 8) * (WINDOW[1] // 8), config.hidden), nn.SiLU())
+        cells = (config.head_channels or c3) * (WINDOW[0] // 8) * (WINDOW[1] // 8)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout), nn.Linear(cells, config.hidden), nn.SiLU(), nn.Dropout(config.dropout))
         self.out = nn.Linear(config.hidden, sum(HEADS.values()) + len(SCALES))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -166,8 +171,15 @@ def read_look(reader: LookReader, images: list[np.ndarray] | tuple[np.ndarray, .
         if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise LookReadError(f"character {entity!r}: reference image {i} must be (H, W, 3) uint8 RGB")
         wins.append(normal_window(img, figure_box(img)))
+    return read_window(reader, *wins)
+
+
+@torch.no_grad()
+def read_window(reader: LookReader, *windows: np.ndarray) -> FittedLook:
+    """The look read off reader windows (each (64, 40, 3) uint8, :func:`normal_window`;
+    several: their probabilities averaged)."""
     dev = next(reader.parameters()).device
-    out = reader(to_input(np.stack(wins)).to(dev))
+    out = reader(to_input(np.stack(windows)).to(dev))
     probs = {k: torch.softmax(v.float(), -1).mean(0).cpu() for k, v in out.items() if k != "scales"}
     scales = out["scales"].float().mean(0).clamp(-1.0, 1.0).cpu()
     attrs = tuple(int(probs[f"attr:{n}"].argmax()) for n in ATTRIBUTES)
@@ -225,9 +237,10 @@ def load_reader(folder, meta: dict, device: str | torch.device = "cpu") -> LookR
     return module.to(device).eval()
 
 
-def augment(x: Tensor, generator: torch.Generator, scale: float = 0.08, shift: float = 2.0) -> Tensor:
+def augment(x: Tensor, generator: torch.Generator, scale: float = 0.1, shift: float = 3.0, light: float = 0.1) -> Tensor:
     """Windows (N, 3, h, w) moved by up to ``shift`` pixels and scaled by up to ``scale``
-    about their feet (a figure box found a little off), edges repeated."""
+    about their feet (a figure box found a little off), edges repeated, and made up to
+    ``light`` brighter or darker (another light; hues kept)."""
     n, _, h, w = x.shape
     s = 1.0 + (torch.rand(n, generator=generator) * 2 - 1) * scale
     dx = (torch.rand(n, generator=generator) * 2 - 1) * shift * 2 / w
@@ -239,4 +252,6 @@ def augment(x: Tensor, generator: torch.Generator, scale: float = 0.08, shift: f
     theta[:, 0, 2] = dx
     theta[:, 1, 2] = fy - fy / s + dy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    out = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * light
+    return ((out + 1.0) * gain - 1.0).clamp(-1.0, 1.0)

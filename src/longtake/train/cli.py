@@ -138,7 +138,7 @@ def train_sprites_command(
 
 @user_errors
 def train_look_reader_command(
-    crops: Annotated[Path, typer.Option("--crops", help="The figure layer's training crops: crops.pt in a `longtake train-sprites` run folder.")],
+    crops: Annotated[list[Path] | None, typer.Option("--crops", help="Training crops: crops.pt of a `longtake train-sprites` run (repeat to add more); --set stories=N renders more.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="Built-in model folder --install writes looks.safetensors into.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for metrics.json (held-out accuracy per part).")] = Path("runs/look_reader"),
     install: Annotated[bool, typer.Option("--install", help="Write looks.safetensors and model.json's 'look_reader' into --model when done.")] = False,
@@ -161,4 +161,4 @@ def train_look_reader_command(
     if threads:
         torch.set_num_threads(threads)
     command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run(crops, out_dir, cfg, model=model, install=install, log=lambda line: err.print(line, highlight=False), command=command)
+    run(list(crops or []), out_dir, cfg, model=model, install=install, log=lambda line: err.print(line, highlight=False), command=command)

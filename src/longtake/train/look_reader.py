@@ -1,18 +1,25 @@
-"""Train the look reader (model/look_reader.py) on the figure layer's training crops.
+"""Train the look reader (model/look_reader.py) on figure crops of StoryWorld's training split.
 
-    longtake train-look-reader --crops runs/sprites/crops.pt --model src/longtake/assets/builtin --install
+    longtake train-look-reader --crops runs/sprites/crops.pt --set stories=3000 \
+        --model src/longtake/assets/builtin --out runs/look_reader --install
 
-The crops are the ones ``longtake train-sprites`` renders (its step 1, ``crops.pt`` in its run
-folder): StoryWorld figures of the training split, each with every attribute as drawn and its
-true look. Each crop's window is cut again as a reference image is (model/look_reader.py
-``normal_window``) from the true figure box; training moves and scales it a little
+The crops are the figure layer's (train/sprites.py ``collect_crops``): windows around whole,
+unoverlapped figures of training-split stories, each with every attribute as drawn and its
+true look. ``--crops`` takes the ``crops.pt`` of ``longtake train-sprites`` runs (repeat it);
+``--set stories=N`` renders N more stories (sampler seed ``render_seed``, a crop every
+``every`` frames) into the --out folder, reused when the same command runs again. More
+characters matter more than more crops of each: with the 1 200 stories of train-sprites
+alone the reader learnt those characters, not looks (session 22, docs/memory.md).
+
+Each crop's window is cut again as a reference image is (model/look_reader.py
+``normal_window``) from the true figure box; training moves, scales and relights it a little
 (``augment``), as a box GrabCut finds may be off. Loss: cross-entropy for each classed part
 (a part the figure does not have, as a bag's colour without a bag, is ignored) plus the
-squared error of the continuous parts. Every ``holdout``-th story is held out and scored at
-the end: the share read right per part, against always answering the training split's most
-common class. ``--install`` writes ``looks.safetensors`` and model.json's "look_reader"
-(with those numbers) into the model folder. A run takes minutes on a CPU; it is not
-checkpointed (run it again).
+squared error of the continuous parts. Every ``holdout``-th story of each crops file is held
+out and scored at the end: the share read right per part, against always answering the
+training split's most common class. ``--install`` writes ``looks.safetensors`` and
+model.json's "look_reader" (with those numbers) into the model folder. It is not
+checkpointed (minutes to tens of minutes on a CPU; run it again).
 """
 
 from __future__ import annotations
@@ -44,14 +51,19 @@ class LookReaderTrainConfig:
     warmup: int = 100
     holdout: int = 10  # every holdout-th story of the crops is held out
     scale_weight: float = 1.0
+    weight_decay: float = 0.05
     seed: int = 0
     log_every: int = 250
+    stories: int = 0  # more training-split stories to render crops of (in the --out folder, reused), besides --crops
+    render_seed: int = 1  # their sampler seed (train-sprites renders seed 0)
+    every: int = 12  # frames between the crops taken of those stories
 
     def __post_init__(self) -> None:
         from longtake.train.config import TrainError
 
-        if self.steps < 1 or self.batch < 1 or self.holdout < 2 or self.warmup < 0:
-            raise TrainError(f"steps and batch must be >= 1, holdout >= 2, warmup >= 0; got {self.steps}, {self.batch}, {self.holdout}, {self.warmup}")
+        if self.steps < 1 or self.batch < 1 or self.holdout < 2 or self.warmup < 0 or self.stories < 0 or self.every < 1:
+            raise TrainError(f"steps, batch and every must be >= 1, holdout >= 2, warmup and stories >= 0; got "
+                             f"{self.steps}, {self.batch}, {self.every}, {self.holdout}, {self.warmup}, {self.stories}")
 
 
 def windows_from_crops(crops: dict) -> np.ndarray:
@@ -101,7 +113,7 @@ def train(crops: dict, cfg: LookReaderTrainConfig, log: Callable[[str], None]) -
     tr, va = torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
     torch.manual_seed(cfg.seed)
     reader = LookReader(LookReaderConfig())
-    opt = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.monotonic()
     for step in range(cfg.steps):
@@ -121,22 +133,64 @@ def train(crops: dict, cfg: LookReaderTrainConfig, log: Callable[[str], None]) -
     return reader.eval(), metrics
 
 
-def run(crops_path: Path, out: Path, cfg: LookReaderTrainConfig, *, model: Path | None = None, install: bool = False,
+def _merge(parts: list[dict]) -> dict:
+    """Crops files -> one (story ids kept apart per file)."""
+    out: dict = {k: [] for k in ("x", "full", "looks", "story")}
+    offset = 0
+    for part in parts:
+        for k in ("x", "full", "looks"):
+            out[k].append(part[k])
+        out["story"].append(part["story"] + offset)
+        offset += int(part["story"].max()) + 1 if len(part["story"]) else 0
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def rendered_crops(cfg: LookReaderTrainConfig, out: Path, log: Callable[[str], None]) -> dict:
+    """Crops of ``cfg.stories`` training-split stories of sampler seed ``cfg.render_seed``
+    (train/sprites.py ``collect_crops``), cached in ``out``."""
+    from longtake.atomic import atomic_output
+    from longtake.model.sprites import SpriteConfig
+    from longtake.train.sprites import SpriteTrainConfig, collect_crops
+
+    path = out / f"crops_seed{cfg.render_seed}_{cfg.stories}_every{cfg.every}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    t0 = time.monotonic()
+    crops = collect_crops(SpriteTrainConfig(stories=cfg.stories, every=cfg.every, seed=cfg.render_seed), SpriteConfig())
+    crops = {k: crops[k] for k in ("x", "full", "looks", "story")}
+    with atomic_output(path) as tmp:
+        torch.save(crops, tmp)
+    log(f"crops: {len(crops['x'])} figures from {cfg.stories} stories in {time.monotonic() - t0:.0f} s ({path})")
+    return crops
+
+
+def run(crops_paths: list[Path], out: Path, cfg: LookReaderTrainConfig, *, model: Path | None = None, install: bool = False,
         log: Callable[[str], None] | None = None, command: str | None = None) -> dict:
-    """Train from ``crops_path``, write ``out/metrics.json``, and with ``install`` the reader into ``model``."""
+    """Train on the crops files ``crops_paths`` and ``cfg.stories`` more rendered stories, write
+    ``out/metrics.json``, and with ``install`` the reader into ``model``."""
     from longtake.train.config import TrainError
 
     log = log or logger.info
-    if not crops_path.is_file():
-        raise TrainError(f"crops not found: {crops_path} (longtake train-sprites writes crops.pt into its --out folder)")
+    if not crops_paths and cfg.stories == 0:
+        raise TrainError("nothing to train on: give --crops (crops.pt of a `longtake train-sprites` run) or --set stories=N")
+    for path in crops_paths:
+        if not path.is_file():
+            raise TrainError(f"crops not found: {path} (longtake train-sprites writes crops.pt into its --out folder)")
     if install and (model is None or not (Path(model) / "model.json").is_file()):
         raise TrainError(f"--install needs --model, a built-in model folder with a model.json; got {model}")
-    crops = torch.load(crops_path, weights_only=False)
-    if not {"x", "full", "looks", "story"} <= set(crops):
-        raise TrainError(f"{crops_path} is not a figure layer's crops file (expected x, full, looks, story)")
-    reader, metrics = train(crops, cfg, log)
+    parts = []
+    for path in crops_paths:
+        part = torch.load(path, weights_only=False)
+        if not isinstance(part, dict) or not {"x", "full", "looks", "story"} <= set(part):
+            raise TrainError(f"{path} is not a figure layer's crops file (expected x, full, looks, story)")
+        parts.append(part)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"command": command or "longtake train-look-reader", "config": dataclasses.asdict(cfg), "crops": str(crops_path), "metrics": metrics}
+    if cfg.stories:
+        parts.append(rendered_crops(cfg, out, log))
+    crops = _merge(parts)
+    reader, metrics = train(crops, cfg, log)
+    record = {"command": command or "longtake train-look-reader", "config": dataclasses.asdict(cfg),
+              "crops": [str(p) for p in crops_paths], "metrics": metrics}
     write_text_atomic(out / "metrics.json", json.dumps(record, indent=1) + "\n")
     for h, m in metrics["parts"].items():
         log(f"held out: {h:22s} {m['right']:.3f} right (most common class {m['most_common']:.3f}, n={m['n']})")
