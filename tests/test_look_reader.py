@@ -39,6 +39,16 @@ from test_sprites import TINY, _away_and_back, _layout_folder  # tests/test_spri
 SMALL = LookReaderConfig(channels=(8, 8, 8), hidden=16)
 
 
+def _folder_with_reader(tmp_path, story):
+    """A tiny layout model folder with a figure layer and an untrained look reader."""
+    folder = _layout_folder(tmp_path, story)
+    torch.manual_seed(6)
+    install_sprites(folder, FigureSprites(TINY))
+    torch.manual_seed(2)
+    save_reader(folder, LookReader(SMALL).eval())
+    return folder
+
+
 def _figure_image(size=(96, 80), box=(30, 20, 50, 84), seed=0) -> np.ndarray:
     """A striped figure (x0, y0, x1, y1) on a noisy grey-green background."""
     rng = np.random.default_rng(seed)
@@ -118,11 +128,7 @@ def test_a_reference_image_sets_the_look_for_the_whole_render_and_survives_a_res
     otherwise get a new look); Bob has none and gets a seeded look. The state carries the
     read look, so a resumed stream draws what a straight one draws."""
     story = _away_and_back()
-    folder = _layout_folder(tmp_path, story)
-    torch.manual_seed(6)
-    install_sprites(folder, FigureSprites(TINY))
-    torch.manual_seed(2)
-    save_reader(folder, LookReader(SMALL).eval())
+    folder = _folder_with_reader(tmp_path, story)
     tl = plan(story, frames_per_chunk=8, first_chunk_frames=5)
     cast = [CastMember("ann", "character", "Ann (a girl with red hair).", (_figure_image(),)), CastMember("bob", "character", "Bob.")]
     want = read_look(load_builtin(folder).look_reader, [_figure_image()], "ann")
@@ -148,11 +154,7 @@ def test_a_scripts_refs_reach_the_look_reader_in_every_memory_mode(tmp_path):
     from longtake.pipeline import load_generator
 
     story = _away_and_back()
-    folder = _layout_folder(tmp_path, story)
-    torch.manual_seed(6)
-    install_sprites(folder, FigureSprites(TINY))
-    torch.manual_seed(2)
-    save_reader(folder, LookReader(SMALL).eval())
+    folder = _folder_with_reader(tmp_path, story)
     ref = tmp_path / "ann.png"
     cv2.imwrite(str(ref), _figure_image()[:, :, ::-1])
     data = story.model_dump(mode="json")

@@ -20,7 +20,7 @@ box GrabCut gets slightly wrong still reads.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtake.eval.probe_data import ATTRIBUTES
+from longtake.model.loading import ChannelsConfig, load_folder_part, save_folder_part
 from longtake.model.sprites import LOOK_CLASSES, LOOK_SCALES, FittedLook
 from longtake.world.vocab import HiddenDetails
 
@@ -48,23 +49,11 @@ class LookReadError(ValueError):
 
 
 @dataclass(frozen=True)
-class LookReaderConfig:
+class LookReaderConfig(ChannelsConfig):
     channels: tuple[int, int, int] = (32, 64, 96)
     hidden: int = 256
     head_channels: int = 32  # channels per cell of the 8 x 5 grid the dense head reads (0: all of the last stage's)
     dropout: float = 0.3  # before and after the dense layer (training only)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LookReaderConfig":
-        d = dict(data)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
 
 
 class LookReader(nn.Module):
@@ -193,21 +182,7 @@ def read_window(reader: LookReader, *windows: np.ndarray) -> FittedLook:
 
 def save_reader(folder, reader: LookReader, *, provenance: dict | None = None) -> None:
     """Write ``looks.safetensors`` (float16) and model.json's "look_reader" into ``folder``, atomically."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from longtake.atomic import atomic_output, write_text_atomic
-
-    folder = Path(folder)
-    meta_path = folder / "model.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in reader.state_dict().items()}
-    with atomic_output(folder / LOOK_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "longtake-builtin-look-reader", "stored_dtype": "float16"})
-    meta["look_reader"] = {**reader.config.to_dict(), "train": dict(provenance or {})}
-    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    save_folder_part(folder, LOOK_FILE, "look_reader", reader, reader.config.to_dict(), provenance=provenance, fmt="longtake-builtin-look-reader")
 
 
 def load_reader(folder, meta: dict, device: str | torch.device = "cpu") -> LookReader | None:
@@ -215,26 +190,15 @@ def load_reader(folder, meta: dict, device: str | torch.device = "cpu") -> LookR
     ModelError (one line) for bad settings or weights that do not match them."""
     from pathlib import Path
 
-    from safetensors.torch import load_file
-
     from longtake.model.errors import ModelError
 
     if "look_reader" not in meta:
         return None
-    path = Path(folder) / LOOK_FILE
     try:
-        config = LookReaderConfig.from_dict({k: v for k, v in dict(meta["look_reader"]).items() if k != "train"})
-        module = LookReader(config)
+        module = LookReader(LookReaderConfig.from_dict({k: v for k, v in dict(meta["look_reader"]).items() if k != "train"}))
     except (TypeError, ValueError) as err:
         raise ModelError(f"{Path(folder) / 'model.json'}: bad 'look_reader' settings ({err})") from None
-    if not path.is_file():
-        raise ModelError(f"{path} is missing; model.json names a look reader (remove its 'look_reader' entry or train one: longtake train-look-reader)")
-    state = load_file(str(path))
-    expected = module.state_dict()
-    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
-        raise ModelError(f"{path} does not match the look reader settings in model.json")
-    module.load_state_dict({k: v.float() for k, v in state.items()})
-    return module.to(device).eval()
+    return load_folder_part(folder, LOOK_FILE, "look_reader", module, "remove that entry or train one: longtake train-look-reader", device)
 
 
 def augment(x: Tensor, generator: torch.Generator, scale: float = 0.1, shift: float = 3.0, light: float = 0.1) -> Tensor:

@@ -37,7 +37,7 @@ kept for the whole render. Built-in model only.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, attribute_labels
+from longtake.model.loading import ChannelsConfig, load_folder_part, save_folder_part
 from longtake.world.errors import WorldError
 from longtake.world.vocab import LOCATIONS, Appearance, HiddenDetails, draw_hidden, resolve_appearance
 
@@ -67,7 +68,7 @@ LOOK_DIM = sum(len(v) + 1 for v in LOOK_CLASSES.values()) + len(LOOK_SCALES) + 1
 
 
 @dataclass(frozen=True)
-class SpriteConfig:
+class SpriteConfig(ChannelsConfig):
     """Shapes and render settings of :class:`FigureSprites` (``model.json`` "sprites")."""
 
     height: int = 64  # window, pixels (the bottom centre is the point between the feet)
@@ -93,17 +94,6 @@ class SpriteConfig:
         if problems:
             raise ValueError("; ".join(problems))
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SpriteConfig":
-        d = dict(data)
-        if "channels" in d:
-            d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
 
 
 def action_index(action: str) -> int:
@@ -355,21 +345,7 @@ def install_sprites(folder, sprites: FigureSprites, *, provenance: dict | None =
     """Add ``sprites`` to the built-in model folder ``folder``: ``sprites.safetensors`` (float16)
     and ``"sprites"`` (its config and ``provenance``) in ``model.json``, each written atomically.
     The folder's text encoder must be the one the cast head was trained on."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    from longtake.atomic import atomic_output, write_text_atomic
-
-    folder = Path(folder)
-    meta_path = folder / "model.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    state = {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in sprites.state_dict().items()}
-    with atomic_output(folder / SPRITES_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"format": "longtake-builtin-sprites", "stored_dtype": "float16"})
-    meta["sprites"] = {**sprites.config.to_dict(), "train": dict(provenance or {})}
-    write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    save_folder_part(folder, SPRITES_FILE, "sprites", sprites, sprites.config.to_dict(), provenance=provenance, fmt="longtake-builtin-sprites")
 
 
 def load_sprites(folder, meta: dict, text_dim: int, device: str | torch.device = "cpu") -> FigureSprites | None:
@@ -377,13 +353,10 @@ def load_sprites(folder, meta: dict, text_dim: int, device: str | torch.device =
     Raises ModelError (one line) for a bad config or weights that do not match it."""
     from pathlib import Path
 
-    from safetensors.torch import load_file
-
     from longtake.model.errors import ModelError
 
     if "sprites" not in meta:
         return None
-    path = Path(folder) / SPRITES_FILE
     spec = {k: v for k, v in dict(meta["sprites"]).items() if k != "train"}
     try:
         config = SpriteConfig.from_dict(spec)
@@ -391,12 +364,4 @@ def load_sprites(folder, meta: dict, text_dim: int, device: str | torch.device =
         raise ModelError(f"{Path(folder) / 'model.json'}: bad 'sprites' settings ({err})") from None
     if config.text_dim != text_dim:
         raise ModelError(f"{Path(folder) / 'model.json'}: sprites read {config.text_dim}-dim names but the text encoder gives {text_dim}")
-    if not path.is_file():
-        raise ModelError(f"{path} is missing; model.json names sprites (remove its 'sprites' entry or train them: longtake train-sprites)")
-    module = FigureSprites(config)
-    state = load_file(str(path))
-    expected = module.state_dict()
-    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(expected[k].shape) for k in expected):
-        raise ModelError(f"{path} does not match the sprite settings in model.json")
-    module.load_state_dict({k: v.float() for k, v in state.items()})
-    return module.to(device).eval()
+    return load_folder_part(folder, SPRITES_FILE, "sprites", FigureSprites(config), "remove that entry or train them: longtake train-sprites", device)

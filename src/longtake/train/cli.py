@@ -104,6 +104,28 @@ def train_command(
         out.print(f"installed the model in {install}")
 
 
+def _config_and_command(cls: type, sets: list[str] | None, threads: int | None, tuples: tuple[str, ...] = ()) -> tuple:
+    """A training config from ``--set`` KEY=JSON overrides (``tuples``: fields JSON gives as
+    lists), torch's threads set, and the command line as run (for provenance)."""
+    import dataclasses
+
+    import torch
+
+    from longtake.train.config import TrainError
+
+    changes = parse_sets(sets, known={f.name for f in dataclasses.fields(cls)})
+    for name in tuples:
+        if name in changes:
+            changes[name] = tuple(changes[name])
+    try:
+        cfg = cls(**changes)
+    except TypeError as exc:
+        raise TrainError(f"--set: {exc}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    return cfg, "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 @user_errors
 def train_sprites_command(
     model: Annotated[Path, typer.Option("--model", help="Built-in model folder: its text encoder is read, and --install writes the layer into it.")],
@@ -116,23 +138,9 @@ def train_sprites_command(
 
     Kill it at any time and run the same command again: it continues from the last checkpoint.
     """
-    import dataclasses
-
-    import torch
-
-    from longtake.train.config import TrainError
     from longtake.train.sprites import SpriteTrainConfig, run
 
-    changes = parse_sets(set_, known={f.name for f in dataclasses.fields(SpriteTrainConfig)})
-    if "duration" in changes:
-        changes["duration"] = tuple(changes["duration"])
-    try:
-        cfg = SpriteTrainConfig(**changes)
-    except TypeError as exc:
-        raise TrainError(f"--set: {exc}") from None
-    if threads:
-        torch.set_num_threads(threads)
-    command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cfg, command = _config_and_command(SpriteTrainConfig, set_, threads, tuples=("duration",))
     run(model, out_dir, cfg, install=install, log=lambda line: err.print(line, highlight=False), command=command)
 
 
@@ -146,19 +154,7 @@ def train_look_reader_command(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch threads (default: all cores).")] = None,
 ) -> None:
     """Train the look reader: reads a character's look off a reference image (docs/memory.md, "Reference images set a look")."""
-    import dataclasses
-
-    import torch
-
-    from longtake.train.config import TrainError
     from longtake.train.look_reader import LookReaderTrainConfig, run
 
-    changes = parse_sets(set_, known={f.name for f in dataclasses.fields(LookReaderTrainConfig)})
-    try:
-        cfg = LookReaderTrainConfig(**changes)
-    except TypeError as exc:
-        raise TrainError(f"--set: {exc}") from None
-    if threads:
-        torch.set_num_threads(threads)
-    command = "longtake " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cfg, command = _config_and_command(LookReaderTrainConfig, set_, threads)
     run(list(crops or []), out_dir, cfg, model=model, install=install, log=lambda line: err.print(line, highlight=False), command=command)
