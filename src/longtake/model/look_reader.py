@@ -126,13 +126,17 @@ def figure_box(image: np.ndarray) -> tuple[int, int, int, int]:
 
 def normal_window(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The reader's window (64, 40, 3) uint8: ``image`` scaled so that ``box`` is
-    FIGURE_HEIGHT pixels tall, the box's bottom centre at (FEET_ROW, 20); edges repeated."""
+    FIGURE_HEIGHT pixels tall, the box's bottom centre at (FEET_ROW, 20); edges repeated.
+    The rows below her feet are grey: a training crop ends at the feet (repeating its last
+    row, her shoes, there), a reference image shows the floor."""
     x0, y0, x1, y1 = box
     k = FIGURE_HEIGHT / max(1.0, float(y1 - y0))
     cx = (x0 + x1) / 2.0
     m = np.array([[k, 0.0, WINDOW[1] / 2.0 - k * cx], [0.0, k, FEET_ROW - k * y1]], np.float32)
-    return cv2.warpAffine(np.ascontiguousarray(image), m, (WINDOW[1], WINDOW[0]), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    win = cv2.warpAffine(np.ascontiguousarray(image), m, (WINDOW[1], WINDOW[0]), flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    win[FEET_ROW:] = 128
+    return win
 
 
 def to_input(windows: np.ndarray) -> Tensor:
