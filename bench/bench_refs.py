@@ -31,7 +31,14 @@ import time
 import cv2
 import numpy as np
 
+MARGIN = 0.15  # a reference: her box grown by this share of her height on every side
 PARTS = ("skin_tone", "shoe_colour", "badge_shape", "badge_colour", "badge_side", "bag", "bag_colour", "watch")
+
+
+def tally(count: list[int], right: bool) -> None:
+    """[right, judged] += [right, 1]."""
+    count[0] += int(right)
+    count[1] += 1
 
 
 def exists(part: str, hid) -> bool:
@@ -65,7 +72,7 @@ def best_views(story, timeline, renderer):
     return best
 
 
-def crop(img: np.ndarray, box, margin: float = 0.15) -> np.ndarray:
+def crop(img: np.ndarray, box, margin: float = MARGIN) -> np.ndarray:
     """Her box grown by ``margin`` of her height on every side (edges repeated past the frame)."""
     x0, y0, x1, y1 = box
     m = int(round((y1 - y0) * margin))
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             look = read_look(reader, [ref], cid)
             seconds.append(time.perf_counter() - t0)
-            m = int(round((truth.bbox[3] - truth.bbox[1]) * 0.15))
+            m = int(round((truth.bbox[3] - truth.bbox[1]) * MARGIN))  # her box inside the crop
             true_box = (m, m, m + truth.bbox[2] - truth.bbox[0], m + truth.bbox[3] - truth.bbox[1])
             look_tb = read_window(reader, normal_window(ref, true_box))
             seed_look = look_seed(item.seed, 0)
@@ -156,22 +163,15 @@ def main(argv: list[str] | None = None) -> int:
             said = layer.sprites.attributes(names).cpu()[0]
             s_labels, s_hidden = resolve_look(said, seed_look, cid)
             hid = truth.hidden
-            for p in PARTS:
-                if exists(p, hid):
-                    read[p][0] += getattr(look.hidden, p) == getattr(hid, p)
-                    read_true_box[p][0] += getattr(look_tb.hidden, p) == getattr(hid, p)
-                    read_true_box[p][1] += 1
-                    seeded_read[p][0] += getattr(s_hidden, p) == getattr(hid, p)
-                    read[p][1] += 1
-                    seeded_read[p][1] += 1
+            for p in (p for p in PARTS if exists(p, hid)):
+                for table, got in ((read, look.hidden), (read_true_box, look_tb.hidden), (seeded_read, s_hidden)):
+                    tally(table[p], getattr(got, p) == getattr(hid, p))
             described = attribute_labels(parse_appearance(c.description))
             drawn_attrs = attribute_labels(truth.appearance)
             for a in range(len(ATTRIBUTES)):
                 if described[a] < 0 and drawn_attrs[a] >= 0:
-                    open_right[0] += int(look.labels(said)[a]) == drawn_attrs[a]
-                    open_seeded[0] += int(s_labels[a]) == drawn_attrs[a]
-                    open_right[1] += 1
-                    open_seeded[1] += 1
+                    tally(open_right, int(look.labels(said)[a]) == drawn_attrs[a])
+                    tally(open_seeded, int(s_labels[a]) == drawn_attrs[a])
             want = reading(probes, frame, truth.bbox)
             mask = ftruth.mask == truth.label
             kind = ftruth.location_kind
@@ -182,16 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                     missed[key] += 1
                     continue
                 for p in want:
-                    agree[key][0] += want[p] == got[p]
-                    agree[key][1] += 1
+                    tally(agree[key], want[p] == got[p])
             ntr = next((o for o in ntruth.characters if o.id == cid and o.visible and o.bbox), None)
             again = reading(probes, nxt, ntr.bbox) if ntr is not None else None
             if want is None or again is None:
                 missed["truth"] += 1
             else:
                 for p in want:
-                    agree["truth"][0] += want[p] == again[p]
-                    agree["truth"][1] += 1
+                    tally(agree["truth"], want[p] == again[p])
         print(f"story {item.index}: {len(views)} characters", file=sys.stderr, flush=True)
 
     pct = lambda a: f"{100 * a[0] / max(1, a[1]):.1f}% ({a[0]}/{a[1]})"

@@ -95,7 +95,6 @@ class SpriteConfig(ChannelsConfig):
             raise ValueError("; ".join(problems))
 
 
-
 def action_index(action: str) -> int:
     a = "walk" if action.startswith("walk") else action
     return ACTIONS.index(a) if a in ACTIONS else 0
@@ -151,7 +150,7 @@ def resolve_look(said: Tensor, seed: int, entity: str) -> tuple[Tensor, HiddenDe
 
 @dataclass(frozen=True)
 class FittedLook:
-    """A look read off a reference image (model/sprite_fit.py) instead of drawn from a seed:
+    """A look read off a reference image (model/look_reader.py) instead of drawn from a seed:
     ``attributes`` (9 class indices, -1 = none fitted) replace what the description leaves
     open (what it says stays); ``hidden`` are the hidden details as fitted."""
 
