@@ -256,3 +256,42 @@ def test_summary_counts_a_character_not_found_as_a_miss():
     assert s["identity"] == pytest.approx(0.7) and s["identity_pass"] == pytest.approx(1 / 3)
     assert s["location_consistent"] == 0.5 and s["background"] == pytest.approx(0.7)
     assert s["alignment_segments"] == [pytest.approx(0.6), None]
+
+
+def test_an_items_colour_counts_only_where_both_sides_read_the_item():
+    """The probe's badge, bag and hat colour heads are trained only on figures with the item
+    (docs/probes.md); a reading of an absent item's colour is dropped, and a badge on one side
+    only is one difference (its shape), not three."""
+    from longtake.eval.memory_bench import hidden_equal
+    from longtake.eval.probe_data import comparable_hidden, drawn_hidden, hidden_majority
+
+    raw = {"skin_tone": "2", "badge_shape": "none", "badge_colour": "red", "badge_side": "left",
+           "bag": "backpack", "bag_colour": "blue", "hat_colour": "grey", "watch": "no"}
+    assert drawn_hidden(raw, {"hat": "none"}) == {"skin_tone": "2", "badge_shape": "none", "bag": "backpack", "bag_colour": "blue", "watch": "no"}
+    assert drawn_hidden(raw, {"hat": "cap"})["hat_colour"] == "grey"
+    assert "bag_colour" not in drawn_hidden({**raw, "bag": "none"}, {"hat": "none"})
+
+    with_badge = {"skin_tone": "2", "badge_shape": "circle", "badge_colour": "red", "badge_side": "left", "watch": "no"}
+    without = {"skin_tone": "2", "badge_shape": "none", "watch": "no"}
+    assert comparable_hidden(with_badge, without) == ["badge_shape", "skin_tone", "watch"]
+    assert hidden_equal(with_badge, without) == pytest.approx(2 / 3)
+    assert hidden_equal(with_badge, {**with_badge, "badge_colour": "blue"}) == pytest.approx(4 / 5)
+    # an item's colour is voted among the readings that see the item, and kept when at least half do
+    assert hidden_majority([with_badge, without, {**with_badge, "badge_colour": "blue", "badge_side": "right"}]) == {
+        "badge_colour": "red", "badge_shape": "circle", "badge_side": "left", "skin_tone": "2", "watch": "no"}
+    assert "badge_colour" not in hidden_majority([with_badge, without, without])
+
+
+def test_probes_report_no_colour_for_an_item_they_do_not_see(probes):
+    """Shipped probes on ground-truth frames: an instance without a hat, badge or bag reading
+    has no hat, badge or bag colour; one with them has."""
+    story = story_with_return()
+    _, tl, truths, gt = _render(story)
+    seen = set()
+    for found in probes.instances(gt[:: max(1, len(gt) // 24)]):
+        for inst in found:
+            for key, item, absent, where in (("hat_colour", "hat", "none", inst.attributes), ("badge_colour", "badge_shape", "none", inst.hidden),
+                                              ("bag_colour", "bag", "none", inst.hidden)):
+                assert (key in inst.hidden) == (where[item] != absent), (key, inst.attributes, inst.hidden)
+                seen.add((key, key in inst.hidden))
+    assert len(seen) >= 2  # some item seen present or absent at least

@@ -20,7 +20,8 @@ frames):
   each side are kept. Identity = cosine similarity of the two mean identity embeddings
   (contrastive embedding + hidden-detail readings); it passes at :data:`IDENTITY_THRESHOLD`.
   Attributes = the fraction of the nine captioned attributes whose reading (majority over the
-  samples) is the same on both sides; hidden = the same for the hidden-detail readings.
+  samples) is the same on both sides; hidden = the same for the hidden-detail readings, where
+  an item's colour or side counts only when both sides read the item (:func:`hidden_equal`).
 * **revisits**: a run of frames at a location seen in an earlier run; against the first run
   there, :data:`VISIT_SAMPLES` evenly spaced frames each: whether the location probe's
   reading (majority) is the same, and the background similarity of every pair of frames
@@ -41,6 +42,7 @@ import cv2
 import numpy as np
 
 from longtake.eval.metrics import HIST_BINS, histogram_similarity
+from longtake.eval.probe_data import comparable_hidden, hidden_majority
 from longtake.eval.metrics_probes import IDENTITY_THRESHOLD, MIN_ATTRIBUTE_MATCH, MIN_ATTRIBUTE_MATCH_ALONE, REF_SAMPLES, _at_border
 
 log = logging.getLogger(__name__)
@@ -300,6 +302,13 @@ def _majority(readings: Sequence[Mapping[str, str]]) -> dict[str, str]:
     return {k: Counter(r.get(k, "absent") for r in readings).most_common(1)[0][0] for k in sorted(keys)}
 
 
+def hidden_equal(a: Mapping[str, str], b: Mapping[str, str]) -> float:
+    """Fraction of the comparable hidden details (:func:`~longtake.eval.probe_data.comparable_hidden`)
+    read the same on both sides (missing = "absent")."""
+    keys = comparable_hidden(dict(a), dict(b))
+    return sum(a.get(k, "absent") == b.get(k, "absent") for k in keys) / len(keys) if keys else 0.0
+
+
 def equal_fraction(a: Mapping[str, str], b: Mapping[str, str]) -> float:
     """Fraction of the keys of ``a`` or ``b`` with the same value in both (missing = "absent")."""
     keys = set(a) | set(b)
@@ -372,10 +381,11 @@ def score_story(probes: Any, plan: StoryPlan, frames: Mapping[int, np.ndarray], 
         if a and b:
             sim = float(_mean_unit(a) @ _mean_unit(b))
             ra, rb = _majority([s.attributes for s in a]), _majority([s.attributes for s in b])
-            ha, hb = _majority([s.hidden for s in a]), _majority([s.hidden for s in b])
+            ha, hb = hidden_majority([s.hidden for s in a]), hidden_majority([s.hidden for s in b])
             row |= {"similarity": sim, "passes": sim >= threshold, "attributes_equal": equal_fraction(ra, rb),
-                    "hidden_equal": equal_fraction(ha, hb), "attributes_first": ra, "attributes_back": rb,
-                    "hidden_first": ha, "hidden_back": hb}
+                    "hidden_equal": hidden_equal(ha, hb), "attributes_first": ra, "attributes_back": rb,
+                    "hidden_first": ha, "hidden_back": hb, "hidden_first_views": [s.hidden for s in a],
+                    "hidden_back_views": [s.hidden for s in b]}
         else:
             row |= {"similarity": None, "passes": False, "attributes_equal": None, "hidden_equal": None}
         returns.append(row)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from longtake.eval.errors import EvalError
+from longtake.eval.probe_data import comparable_hidden, hidden_majority
 from longtake.eval.shots import ShotPlan, ShotRange, segments
 
 log = logging.getLogger(__name__)
@@ -263,10 +264,8 @@ def _at_border(box: Any, width: int, height: int) -> bool:
 def _hidden_changes(before: list[_Record], after: list[_Record]) -> dict[str, list[str]]:
     """Hidden details whose most frequent reading differs between two groups of samples."""
     out: dict[str, list[str]] = {}
-    keys = {k for r in before + after for k in r.hidden}
-    for k in sorted(keys):
-        a = Counter(r.hidden.get(k) for r in before).most_common(1)
-        b = Counter(r.hidden.get(k) for r in after).most_common(1)
-        if a and b and a[0][0] != b[0][0]:
-            out[k] = [str(a[0][0]), str(b[0][0])]
+    a, b = hidden_majority([r.hidden for r in before]), hidden_majority([r.hidden for r in after])
+    for k in comparable_hidden(a, b):
+        if a.get(k, "absent") != b.get(k, "absent"):
+            out[k] = [a.get(k, "absent"), b.get(k, "absent")]
     return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,44 @@ HIDDEN: dict[str, tuple[str, ...]] = {
     "watch": ("no", "yes"),
     "hat_colour": ("red", "blue", "black", "green", "yellow", "grey"),
 }
+
+#: Hidden details that describe an item a figure may not have: detail -> (the reading that says
+#: whether the item is there, its "absent" class). The heads of these details are trained only
+#: on figures with the item (:func:`hidden_labels` gives -1 otherwise), so their output for a
+#: figure without it means nothing; ``hat`` is a captioned attribute, the others hidden details.
+HIDDEN_ITEM: dict[str, tuple[str, str]] = {
+    "badge_colour": ("badge_shape", "none"),
+    "badge_side": ("badge_shape", "none"),
+    "bag_colour": ("bag", "none"),
+    "hat_colour": ("hat", "none"),
+}
+
+
+def drawn_hidden(hidden: dict[str, str], attributes: dict[str, str]) -> dict[str, str]:
+    """``hidden`` without the details of items the same reading says are absent (the colour of
+    a badge read as "none", of no bag, of no hat): as a bald reading has no hair colour."""
+    said = {**attributes, **hidden}
+    return {k: v for k, v in hidden.items() if k not in HIDDEN_ITEM or said.get(HIDDEN_ITEM[k][0], HIDDEN_ITEM[k][1]) != HIDDEN_ITEM[k][1]}
+
+
+def hidden_majority(readings: Sequence[dict[str, str]]) -> dict[str, str]:
+    """The most frequent reading of each hidden detail over several readings of one figure
+    (:func:`drawn_hidden` readings). An item's details (:data:`HIDDEN_ITEM`) are kept only when
+    at least half of the readings read the item, and voted among those."""
+    out: dict[str, str] = {}
+    for k in sorted({k for r in readings for k in r}):
+        votes = [r[k] for r in readings if k in r]
+        if k not in HIDDEN_ITEM or 2 * len(votes) >= len(readings):
+            out[k] = Counter(votes).most_common(1)[0][0]
+    return out
+
+
+def comparable_hidden(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """The hidden-detail keys on which two readings can be compared: every detail either has,
+    except an item's details (:data:`HIDDEN_ITEM`) unless both read the item. A badge on one
+    side and none on the other is one difference (``badge_shape``), not three."""
+    return sorted(k for k in set(a) | set(b) if k not in HIDDEN_ITEM or (k in a and k in b))
+
 
 #: Body poses one frame can show (the actions that differ only in direction share "walk").
 POSES: tuple[str, ...] = ("walk", "stand", "sit", "jump", "wave", "drink", "talk")

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from longtake.atomic import atomic_output, write_text_atomic
 from longtake.eval.errors import EvalError
-from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES, appearance_attributes
+from longtake.eval.probe_data import ATTRIBUTES, HIDDEN, LOCATION_IDS, POSES, appearance_attributes, drawn_hidden
 from longtake.eval.probe_models import (AlignConfig, AlignNet, BoxConfig, BoxNet, CropConfig, CropNet, SceneConfig, SceneNet,
                                         bag_inputs, crop_boxes, decode_boxes, flatten_detections)
 from longtake.model.tokenizer import Tokenizer
@@ -55,7 +55,9 @@ class Instance:
     ``area`` person pixels inside the box; ``attributes`` the captioned attributes (keys of
     ``probe_data.ATTRIBUTES``; no ``hair_colour`` when bald; glasses "yes"/"no", hat "none"
     or its kind); ``embedding`` (E,) the L2-normalised identity embedding (as
-    :meth:`StoryWorldProbes.identity`); ``hidden`` the probe's reading of the hidden details."""
+    :meth:`StoryWorldProbes.identity`); ``hidden`` the probe's reading of the hidden details,
+    without the colour or side of an item it reads as absent (no badge, bag or hat:
+    ``probe_data.drawn_hidden``)."""
 
     box: tuple[int, int, int, int]
     area: int
@@ -233,7 +235,7 @@ class StoryWorldProbes:
             box = tuple(int(round(float(v))) for v in boxes[m].numpy() * scale)
             result[int(index[m])].append(Instance(
                 box=box, area=int(round(areas[m] * sx * sy)), attributes=attrs, embedding=co["identity"][m].cpu().numpy(),  # type: ignore[arg-type]
-                score=float(scores[m]), pose=POSES[probs["pose"][m]], hidden={n: HIDDEN[n][probs[n][m]] for n in HIDDEN},
+                score=float(scores[m]), pose=POSES[probs["pose"][m]], hidden=drawn_hidden({n: HIDDEN[n][probs[n][m]] for n in HIDDEN}, attrs),
             ))
         return result
 
