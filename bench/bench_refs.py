@@ -13,7 +13,8 @@ side, as a user would cut one. Then:
             of place), pasted where she stood in that frame after her own pixels are filled
             in from around them, read by the StoryWorld probes (docs/probes.md; trained on
             ground truth only, never used by the reader): share of the probes' hidden-detail
-            readings equal to their readings of her in the ground-truth frame;
+            readings equal to their readings of her in the ground-truth frame (an item's
+            colour or side only where both readings see the item, as the memory bench);
   seeded    the same with the look the layer draws without a reference (the seed of the
             render's first chunk): what a reference adds;
   truth     the probes' agreement with themselves: the ground-truth frame against itself
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from longtake.eval.probe_data import ATTRIBUTES, attribute_labels
+    from longtake.eval.probe_data import ATTRIBUTES, attribute_labels, comparable_hidden
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate import builtin_generator
     from longtake.generate.sprite_layer import look_seed
@@ -181,15 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                 if want is None or got is None:
                     missed[key] += 1
                     continue
-                for p in want:
-                    tally(agree[key], want[p] == got[p])
+                for p in comparable_hidden(want, got):
+                    tally(agree[key], want.get(p, "absent") == got.get(p, "absent"))
             ntr = next((o for o in ntruth.characters if o.id == cid and o.visible and o.bbox), None)
             again = reading(probes, nxt, ntr.bbox) if ntr is not None else None
             if want is None or again is None:
                 missed["truth"] += 1
             else:
-                for p in want:
-                    tally(agree["truth"], want[p] == again[p])
+                for p in comparable_hidden(want, again):
+                    tally(agree["truth"], want.get(p, "absent") == again.get(p, "absent"))
         print(f"story {item.index}: {len(views)} characters", file=sys.stderr, flush=True)
 
     pct = lambda a: f"{100 * a[0] / max(1, a[1]):.1f}% ({a[0]}/{a[1]})"
