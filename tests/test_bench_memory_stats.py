@@ -114,6 +114,10 @@ def test_merge_equals_one_run_over_all_stories():
     md = markdown(merged)
     assert "merged: 1 from story 0, 1 from story 1" in md and "entity - sink: hidden = +30 pts (n=1)" in md
     assert "; alignment per segment -0.025 [" in md and "(n=2)" in md
+    custom = [result([x]) for x in (a, b)]  # --story files: every run starts at 0, so the title names the files, not a story 0
+    for r, name in zip(custom, ("a.yaml", "b.yaml")):
+        r["settings"]["stories_from"] = [name]
+    assert "merged: 1 from --story files, 1 from --story files" in markdown(merge_results(custom))
 
 
 def test_merge_refuses_overlapping_or_different_runs():

@@ -57,13 +57,20 @@ def _points(d: Mapping[str, Any], *, percent: bool = True) -> str:
     return f"{d['diff']:+.3f}{band} (n={d['n']})"
 
 
+def _part(merged: Mapping[str, Any]) -> str:
+    files = (merged.get("settings") or {}).get("stories_from")
+    if isinstance(files, list):  # --story files, not bench stories
+        return f"{merged['stories']} from --story files"
+    return f"{merged['stories']} from story {merged['first'] or 0}"
+
+
 def title(result: Mapping[str, Any]) -> str:
     rows = result["rows"]
     any_row = next(iter(rows.values()))
     settings = result.get("settings") or {}
     which = ""
     if settings.get("merged_from"):
-        which = " (merged: " + ", ".join(f"{m['stories']} from story {m['first'] or 0}" for m in settings["merged_from"]) + ")"
+        which = " (merged: " + ", ".join(_part(m) for m in settings["merged_from"]) + ")"
     elif settings.get("first"):
         which = f" (stories {settings['first']}-{settings['first'] + result['num_stories'] - 1})"
     return (f"longtake bench memory: {result['bench']}, {result['num_stories']} "
