@@ -42,8 +42,8 @@ import cv2
 import numpy as np
 
 from longtake.eval.metrics import HIST_BINS, histogram_similarity
-from longtake.eval.probe_data import comparable_hidden, hidden_majority
 from longtake.eval.metrics_probes import IDENTITY_THRESHOLD, MIN_ATTRIBUTE_MATCH, MIN_ATTRIBUTE_MATCH_ALONE, REF_SAMPLES, _at_border
+from longtake.eval.probe_data import comparable_hidden, hidden_majority
 
 log = logging.getLogger(__name__)
 
