@@ -1,0 +1,108 @@
+"""How alike the probes read the figure layer's figure at a return: the ceiling of `bench memory`'s hidden = for the built-in model.
+
+`longtake bench memory` compares the probes' hidden-detail readings of a returning
+character with those of her first appearance; its ground-truth row says how alike the
+probes read StoryWorld's own figure in those frames. The built-in model draws its
+characters with the figure layer instead (docs/models.md), which the probes were not
+trained on. This script takes the same returns and sample frames of storyworld-bench's
+ground truth and, in every sample frame, fills her own pixels in from around them and
+pastes the layer's figure of her, always with the same look (the seed of the render's first
+chunk), where she stood, drawn for that frame's kind of place. The figure is the same on both
+sides, so every difference is the probes reading it in another frame: a memory that keeps
+her look perfectly scores this, not the ground truth's row.
+
+Readings, votes and comparison are the memory bench's (first 3 views the probes find per
+side, `hidden_majority`, `comparable_hidden`); the ground-truth row is computed the same way
+here and equals the bench's.
+
+    python bench/bench_layer_ceiling.py --first 10 --stories 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+import numpy as np
+
+from bench_refs import reading, swap_figure
+
+VIEWS = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--first", type=int, default=10)
+    ap.add_argument("--stories", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default=None, help="built-in model folder (default: the shipped one)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from longtake.eval.memory_bench import plan_story
+    from longtake.eval.probe_data import comparable_hidden, hidden_majority
+    from longtake.eval.probes import StoryWorldProbes
+    from longtake.generate import builtin_generator
+    from longtake.generate.sprite_layer import look_seed
+    from longtake.pipeline import plan_for
+    from longtake.world.bench_set import MIN_RETURN_GAP, make_bench
+    from longtake.world.renderer import WorldRenderer
+
+    gen = builtin_generator(args.weights, memory="sink")
+    layer = gen._sprite_layer
+    if layer is None:
+        print("the built-in model has no figure layer", file=sys.stderr)
+        return 2
+    probes = StoryWorldProbes.load()
+    rows = ("ground truth (StoryWorld's figure)", "the layer's figure, one look")
+    equal = {r: [0, 0] for r in rows}
+    misses: dict[str, Counter] = {r: Counter() for r in rows}
+    returns = 0
+    for item in make_bench(args.first + args.stories)[args.first :]:
+        story = item.story
+        timeline = plan_for(story, gen)
+        renderer = WorldRenderer(story)
+        chunks = [renderer.render_chunk(ch, masks=True) for ch in timeline.chunks]
+        frames = np.concatenate([f for f, _ in chunks])
+        truths = [t for _, ts in chunks for t in ts]
+        plan = plan_story(story, timeline, truths, min_return_gap=MIN_RETURN_GAP)
+        chars = {c.id: c for c in story.characters}
+        for case in plan.returns:
+            returns += 1
+            c = chars[case.character]
+            look = (look_seed(item.seed, 0), c.id)
+            sides: dict[str, tuple[list, list]] = {r: ([], []) for r in rows}
+            for side, candidates in enumerate((case.first, case.back)):
+                for f in candidates:
+                    tr = truths[f]
+                    me = next(o for o in tr.characters if o.id == c.id)
+                    rgb, alpha = layer.figure(c.name, c.description, tr.location_kind, look)
+                    pasted = swap_figure(frames[f], tr.mask == me.label, me.bbox, rgb, alpha)
+                    for row, image in zip(rows, (frames[f], pasted)):
+                        got = reading(probes, image, me.bbox)
+                        if got is not None and len(sides[row][side]) < VIEWS:
+                            sides[row][side].append(got)
+            for row, (a, b) in sides.items():
+                if a and b:
+                    ha, hb = hidden_majority(a), hidden_majority(b)
+                    for k in comparable_hidden(ha, hb):
+                        same = ha.get(k, "absent") == hb.get(k, "absent")
+                        equal[row][0] += same
+                        equal[row][1] += 1
+                        misses[row][k] += not same
+        print(f"story {item.index}: {len(plan.returns)} returns", file=sys.stderr, flush=True)
+
+    print(f"\n{returns} returns (absence >= {MIN_RETURN_GAP:g} s) of storyworld-bench stories {args.first}-{args.first + args.stories - 1}\n")
+    print("| figure in the ground-truth frames | hidden readings equal (first appearance vs return) | misses |\n|---|---|---|")
+    for row in rows:
+        e, t = equal[row]
+        detail = ", ".join(f"{k} {v}" for k, v in misses[row].most_common() if v)
+        print(f"| {row} | {100 * e / max(1, t):.1f}% ({e}/{t}) | {detail} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
