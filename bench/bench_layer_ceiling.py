@@ -20,28 +20,18 @@ here and equals the bench's.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 
 import numpy as np
 
-from bench_refs import reading, swap_figure
+from bench_refs import reading, story_args, swap_figure
 
 VIEWS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--first", type=int, default=10)
-    ap.add_argument("--stories", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", default=None, help="built-in model folder (default: the shipped one)")
-    args = ap.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(args.threads)
+    args = story_args(__doc__, argv, threads=2)
     from longtake.eval.memory_bench import plan_story
     from longtake.eval.probe_data import comparable_hidden, hidden_majority
     from longtake.eval.probes import StoryWorldProbes

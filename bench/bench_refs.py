@@ -105,17 +105,22 @@ def reading(probes, frame: np.ndarray, box) -> dict | None:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def story_args(doc: str, argv: list[str] | None, *, threads: int) -> argparse.Namespace:
+    """--first, --stories (storyworld-bench stories), --threads (set here), --weights."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--first", type=int, default=10)
     ap.add_argument("--stories", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=threads)
     ap.add_argument("--weights", default=None, help="a built-in model folder (default: the shipped one)")
     args = ap.parse_args(argv)
-
     import torch
 
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = story_args(__doc__, argv, threads=1)
     from longtake.eval.probe_data import ATTRIBUTES, attribute_labels, comparable_hidden
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate import builtin_generator
