@@ -281,6 +281,15 @@ def test_an_items_colour_counts_only_where_both_sides_read_the_item():
         "badge_colour": "red", "badge_shape": "circle", "badge_side": "left", "skin_tone": "2", "watch": "no"}
     assert "badge_colour" not in hidden_majority([with_badge, without, without])
 
+    # the summary counts the compared readings and the misses per detail over the found returns
+    found = lambda a, b: {"found": True, "similarity": 0.9, "passes": True, "attributes_equal": 1.0,  # noqa: E731
+                          "hidden_equal": hidden_equal(a, b), "same_location": True, "hidden_first": a, "hidden_back": b}
+    lost = {"found": False, "similarity": None, "passes": False, "attributes_equal": None, "hidden_equal": None, "same_location": True}
+    s = summarise([{"returns": [found(with_badge, without), found(with_badge, {**with_badge, "badge_colour": "blue"}), lost],
+                    "revisits": [], "segments": []}])
+    assert (s["hidden_readings_equal"], s["hidden_readings"]) == (2 + 4, 3 + 5)
+    assert s["hidden_misses"] == {"badge_shape": 1, "badge_colour": 1}
+
 
 def test_probes_report_no_colour_for_an_item_they_do_not_see(probes):
     """Shipped probes on ground-truth frames: an instance without a hat, badge or bag reading

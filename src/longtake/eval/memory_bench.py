@@ -420,6 +420,23 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def hidden_readings(returns: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Over the found returns: how many compared hidden-detail readings were equal, of how
+    many, and the misses per detail (which details a mode, or the probes, lose)."""
+    equal = total = 0
+    misses: Counter[str] = Counter()
+    for r in returns:
+        if not r["found"] or "hidden_first" not in r:  # hand-made results may carry fractions only
+            continue
+        a, b = r["hidden_first"], r["hidden_back"]
+        for k in comparable_hidden(a, b):
+            same = a.get(k, "absent") == b.get(k, "absent")
+            equal, total = equal + same, total + 1
+            misses[k] += not same
+    return {"hidden_readings_equal": equal, "hidden_readings": total,
+            "hidden_misses": {k: n for k, n in misses.most_common() if n}}
+
+
 def summarise(stories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One row of the table from the :func:`score_story` results of its stories.
 
@@ -438,6 +455,7 @@ def summarise(stories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "identity_same_location": _mean([r["similarity"] for r in rets if r["same_location"]]),
         "attributes_equal": _mean([r["attributes_equal"] for r in rets]),
         "hidden_equal": _mean([r["hidden_equal"] for r in rets]),
+        **hidden_readings(rets),
         "revisits": len(revs),
         "location_consistent": float(np.mean([r["consistent"] for r in revs])) if revs else None,
         "location_right": float(np.mean([r["right"] for r in revs])) if revs else None,

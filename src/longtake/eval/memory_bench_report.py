@@ -124,6 +124,14 @@ def paired_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _readings(row: Mapping[str, Any]) -> str:
+    if "hidden_readings" not in row:  # a result of an older version
+        return "-"
+    e, n = row["hidden_readings_equal"], row["hidden_readings"]
+    misses = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in row["hidden_misses"].items())
+    return f"{e}/{n}" + (f" ({100 * e / n:.1f}%)" if n else "") + (f"; misses: {misses}" if misses else "")
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     headers, rows = table(result)
     lines = [f"**{title(result)}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -132,6 +140,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     if paired:
         lines += ["", "Paired against sink-only on the same cases (mean difference [95% bootstrap interval] (cases)):", ""]
         lines += [f"- {p}" for p in paired]
+    lines += ["", "Hidden-detail readings equal on both sides, over the returns found, and the details read differently:", ""]
+    lines += [f"- {name}: {_readings(result['rows'][name])}" for name in result["rows"]]
     lines += ["", "Columns (docs/memory.md, \"Benchmark\"): returns found = returns where the probes found the character "
               "on both sides / returns judged; identity = mean cosine similarity of the identity embeddings (return vs "
               "first appearance); identity >= t = share of returns at or above the threshold (not found counts as below); "
