@@ -21,6 +21,10 @@ Columns:
     RSS@10% / 50% / end  resident memory after 10% and 50% of the chunks and at the last chunk
     max between  the most resident memory seen after any chunk (the peak without what is
                  allocated and freed within a chunk or after the last one)
+    state MB     the tensors the generator carries from one chunk to the next (its resume
+                 state: KV cache with prompt K/V, VAE decoder state, memory bank or entity
+                 memory, the figure layer's looks), each storage counted once: the most after
+                 any chunk, and at 10% / 50% / the end. What RSS adds on top is the allocator's
     attended     the most cached tokens one attention head read for a chunk (sink + memory
                  + window; KV cache bound, docs/memory.md "Bounded attention")
 
@@ -109,6 +113,24 @@ def make_random_folder(folder: Path, story_path: Path) -> Path:
     return folder
 
 
+def state_mb(obj: object, seen: set[int] | None = None) -> float:
+    """MB of the tensors in a nested state (dicts, lists, tuples), each storage once."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        st = obj.untyped_storage()
+        if st.data_ptr() in seen:
+            return 0.0
+        seen.add(st.data_ptr())
+        return st.nbytes() / 2**20
+    if isinstance(obj, dict):
+        return sum(state_mb(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_mb(v, seen) for v in obj)
+    return 0.0
+
+
 def child(args: argparse.Namespace) -> None:
     """One measurement: load, render, print a JSON line."""
     import psutil
@@ -133,13 +155,15 @@ def child(args: argparse.Namespace) -> None:
         if p.chunks_done == 1:
             first_chunk["t"] = p.elapsed
         now = proc.memory_info().rss / 2**20
+        held = state_mb(gen.state_dict())
         rss["between"] = max(rss.get("between", 0.0), now)
+        rss["state"] = max(rss.get("state", 0.0), held)
         if p.chunks_done == mark:
-            rss["at10"] = now
+            rss["at10"], rss["state10"] = now, held
         if p.chunks_done == max(1, p.chunks_total // 2):
-            rss["at50"] = now
+            rss["at50"], rss["state50"] = now, held
         if p.chunks_done == p.chunks_total:
-            rss["end"] = now
+            rss["end"], rss["state_end"] = now, held
 
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -153,7 +177,8 @@ def child(args: argparse.Namespace) -> None:
         "video_s": frames / tl.fps, "frames": frames, "chunks": len(tl), "wall_s": res.wall_seconds,
         "rt": res.realtime_factor, "first_s": res.first_frame_latency, "ms_per_frame": 1000 * res.wall_seconds / frames,
         "steady_ms_per_frame": 1000 * steady, "cpu_ms_per_frame": 1000 * cpu / frames, "load_s": load, "peak_rss_mb": peak, "rss10_mb": rss.get("at10"), "rss50_mb": rss.get("at50"),
-        "rss_end_mb": rss.get("end"), "rss_between_mb": rss.get("between"),
+        "rss_end_mb": rss.get("end"), "rss_between_mb": rss.get("between"), "state_mb": rss.get("state"),
+        "state10_mb": rss.get("state10"), "state50_mb": rss.get("state50"), "state_end_mb": rss.get("state_end"),
         "threads": torch.get_num_threads(), "attended": attended["max"], "memory": gen.info().settings["memory"]["mode"],
     }))
 
@@ -175,7 +200,8 @@ def measure(args: argparse.Namespace, weights: Path, seconds: float | None, mode
 
 def row(name: str, m: dict) -> str:
     return (f"| {m['memory']} | {name} | {m['video_s']:.1f} | {m['wall_s']:.2f} | {m['rt']:.2f}x | {m['first_s']:.3f} | {m['ms_per_frame']:.1f} | "
-            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss50_mb']:.0f} / {m['rss_end_mb']:.0f} | {m['rss_between_mb']:.0f} | {m['attended']} |")
+            f"{m['steady_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} | {m['rss10_mb']:.0f} / {m['rss50_mb']:.0f} / {m['rss_end_mb']:.0f} | {m['rss_between_mb']:.0f} | "
+            f"{m['state_mb']:.1f} ({m['state10_mb']:.1f} / {m['state50_mb']:.1f} / {m['state_end_mb']:.1f}) | {m['attended']} |")
 
 
 def median(ms: list[dict]) -> dict:
@@ -228,8 +254,8 @@ def main() -> None:
           f"weights: {source}; load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"short: first {args.short_seconds:g} s of {args.story.name} (median of {args.repeats}); long: all of it (1 run); "
           f"memory modes one after the other: {', '.join(args.memory)}\n")
-    print("| memory | story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / 50% / end MB | max between MB | attended |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| memory | story | video s | wall s | x real time | first s | ms/frame | steady ms/f | CPU ms/f | load s | peak RSS MB | RSS@10% / 50% / end MB | max between MB | state MB (10% / 50% / end) | attended |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for short, s, long in results:
         print(row(f"{args.short_seconds:g} s", s))
         if long is not None:
@@ -244,7 +270,8 @@ def main() -> None:
             print(f"  peak RSS growth long - short: {long['peak_rss_mb'] - s['peak_rss_mb']:+.1f} MB; "
                   f"max between chunks long - short: {long['rss_between_mb'] - s['rss_between_mb']:+.1f} MB  [target < 50 MB]; "
                   f"within the long render, RSS 10% -> 50%: {long['rss50_mb'] - long['rss10_mb']:+.1f} MB, 50% -> end: {long['rss_end_mb'] - long['rss50_mb']:+.1f} MB")
-            print(f"  attended tokens per chunk, most: short {s['attended']}, long {long['attended']}  [bounded: equal]")
+            print(f"  attended tokens per chunk, most: short {s['attended']}, long {long['attended']}  [bounded: equal]; "
+                  f"state carried between chunks, most: short {s['state_mb']:.1f} MB, long {long['state_mb']:.1f} MB")
         if s is not base:
             ref = results[0][2] if long is not None else None
             cmp = f"{100 * (s['steady_ms_per_frame'] / base['steady_ms_per_frame'] - 1):+.1f}% steady ms/frame (short)"

@@ -77,5 +77,7 @@ def test_bench_render_measures_each_memory_mode_and_refuses_unknown_ones():
     rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [r[0].strip() for r in rows] == ["sink", "entity"]
     assert all(int(r[-1]) > 0 for r in rows)  # attended tokens
+    held = [float(r[-2].split("(")[0]) for r in rows]  # state MB carried between chunks: KV cache at least
+    assert all(h > 0 for h in held), rows
     bad = subprocess.run([sys.executable, str(script), "--memory", "bogus"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown mode 'bogus'" in bad.stderr
