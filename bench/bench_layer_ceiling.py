@@ -11,8 +11,8 @@ chunk), where she stood, drawn for that frame's kind of place. The figure is the
 sides, so every difference is the probes reading it in another frame: a memory that keeps
 her look perfectly scores this, not the ground truth's row.
 
-Readings, votes and comparison are the memory bench's (first 3 views the probes find per
-side, `hidden_majority`, `comparable_hidden`); the ground-truth row is computed the same way
+Readings, votes and counts are the memory bench's (first 3 views the probes find per side,
+`hidden_majority`, `hidden_readings`); the ground-truth row is computed the same way
 here and equals the bench's.
 
     python bench/bench_layer_ceiling.py --first 10 --stories 20
@@ -21,7 +21,6 @@ here and equals the bench's.
 from __future__ import annotations
 
 import sys
-from collections import Counter
 
 import numpy as np
 
@@ -32,8 +31,8 @@ VIEWS = 3
 
 def main(argv: list[str] | None = None) -> int:
     args = story_args(__doc__, argv, threads=2)
-    from longtake.eval.memory_bench import plan_story
-    from longtake.eval.probe_data import comparable_hidden, hidden_majority
+    from longtake.eval.memory_bench import hidden_readings, plan_story
+    from longtake.eval.probe_data import hidden_majority
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate import builtin_generator
     from longtake.generate.sprite_layer import look_seed
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     probes = StoryWorldProbes.load()
     rows = ("ground truth (StoryWorld's figure)", "the layer's figure, one look")
-    equal = {r: [0, 0] for r in rows}
-    misses: dict[str, Counter] = {r: Counter() for r in rows}
+    judged: dict[str, list[dict]] = {r: [] for r in rows}  # per row, the returns as the bench's scoring records them
     returns = 0
     for item in make_bench(args.first + args.stories)[args.first :]:
         story = item.story
@@ -76,20 +74,15 @@ def main(argv: list[str] | None = None) -> int:
                         if got is not None and len(sides[row][side]) < VIEWS:
                             sides[row][side].append(got)
             for row, (a, b) in sides.items():
-                if a and b:
-                    ha, hb = hidden_majority(a), hidden_majority(b)
-                    for k in comparable_hidden(ha, hb):
-                        same = ha.get(k, "absent") == hb.get(k, "absent")
-                        equal[row][0] += same
-                        equal[row][1] += 1
-                        misses[row][k] += not same
+                judged[row].append({"found": bool(a and b), "hidden_first": hidden_majority(a), "hidden_back": hidden_majority(b)})
         print(f"story {item.index}: {len(plan.returns)} returns", file=sys.stderr, flush=True)
 
     print(f"\n{returns} returns (absence >= {MIN_RETURN_GAP:g} s) of storyworld-bench stories {args.first}-{args.first + args.stories - 1}\n")
     print("| figure in the ground-truth frames | hidden readings equal (first appearance vs return) | misses |\n|---|---|---|")
     for row in rows:
-        e, t = equal[row]
-        detail = ", ".join(f"{k} {v}" for k, v in misses[row].most_common() if v)
+        h = hidden_readings(judged[row])
+        e, t = h["hidden_readings_equal"], h["hidden_readings"]
+        detail = ", ".join(f"{k} {v}" for k, v in h["hidden_misses"].items())
         print(f"| {row} | {100 * e / max(1, t):.1f}% ({e}/{t}) | {detail} |")
     return 0
 
