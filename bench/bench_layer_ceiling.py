@@ -26,12 +26,10 @@ import numpy as np
 
 from bench_refs import reading, story_args, swap_figure
 
-VIEWS = 3
-
-
 def main(argv: list[str] | None = None) -> int:
     args = story_args(__doc__, argv, threads=2)
     from longtake.eval.memory_bench import hidden_readings, plan_story
+    from longtake.eval.metrics_probes import REF_SAMPLES
     from longtake.eval.probe_data import hidden_majority
     from longtake.eval.probes import StoryWorldProbes
     from longtake.generate import builtin_generator
@@ -48,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     probes = StoryWorldProbes.load()
     rows = ("ground truth (StoryWorld's figure)", "the layer's figure, one look")
     judged: dict[str, list[dict]] = {r: [] for r in rows}  # per row, the returns as the bench's scoring records them
-    returns = 0
     for item in make_bench(args.first + args.stories)[args.first :]:
         story = item.story
         timeline = plan_for(story, gen)
@@ -59,25 +56,26 @@ def main(argv: list[str] | None = None) -> int:
         plan = plan_story(story, timeline, truths, min_return_gap=MIN_RETURN_GAP)
         chars = {c.id: c for c in story.characters}
         for case in plan.returns:
-            returns += 1
             c = chars[case.character]
             look = (look_seed(item.seed, 0), c.id)
             sides: dict[str, tuple[list, list]] = {r: ([], []) for r in rows}
             for side, candidates in enumerate((case.first, case.back)):
                 for f in candidates:
+                    if all(len(sides[row][side]) == REF_SAMPLES for row in rows):
+                        break
                     tr = truths[f]
                     me = next(o for o in tr.characters if o.id == c.id)
                     rgb, alpha = layer.figure(c.name, c.description, tr.location_kind, look)
                     pasted = swap_figure(frames[f], tr.mask == me.label, me.bbox, rgb, alpha)
                     for row, image in zip(rows, (frames[f], pasted)):
                         got = reading(probes, image, me.bbox)
-                        if got is not None and len(sides[row][side]) < VIEWS:
+                        if got is not None and len(sides[row][side]) < REF_SAMPLES:
                             sides[row][side].append(got)
             for row, (a, b) in sides.items():
                 judged[row].append({"found": bool(a and b), "hidden_first": hidden_majority(a), "hidden_back": hidden_majority(b)})
         print(f"story {item.index}: {len(plan.returns)} returns", file=sys.stderr, flush=True)
 
-    print(f"\n{returns} returns (absence >= {MIN_RETURN_GAP:g} s) of storyworld-bench stories {args.first}-{args.first + args.stories - 1}\n")
+    print(f"\n{len(judged[rows[0]])} returns (absence >= {MIN_RETURN_GAP:g} s) of storyworld-bench stories {args.first}-{args.first + args.stories - 1}\n")
     print("| figure in the ground-truth frames | hidden readings equal (first appearance vs return) | misses |\n|---|---|---|")
     for row in rows:
         h = hidden_readings(judged[row])
