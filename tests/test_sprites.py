@@ -398,3 +398,26 @@ def test_the_shift_tolerant_loss_forgives_a_figure_one_pixel_off_and_nothing_mor
     far_rgb, far_alpha = torch.roll(rgb, (0, 2), (2, 3)), torch.roll(alpha, (0, 2), (1, 2))
     far = figure_loss(far_rgb, (far_alpha * 2 - 1) * 20.0, rgb, alpha, shift=1)
     assert far[0] > 0.01 and far[1] > 0.1  # two pixels off is still an error
+
+
+
+def test_the_detail_weight_raises_a_small_odd_spot_over_a_plain_shirt_and_its_edges():
+    from longtake.train.sprites import contrast_weight, figure_loss
+
+    rgb = torch.full((1, 3, 16, 8), -1.0)
+    rgb[:, 0] = 0.6  # a plain red shirt
+    alpha = torch.zeros(1, 16, 8)
+    alpha[:, 2:14, 1:7] = 1.0
+    rgb[0, :, 7, 4] = torch.tensor([1.0, 1.0, 1.0])  # a one-pixel white badge
+    w = contrast_weight(rgb, alpha, 8.0)
+    assert torch.allclose(w[alpha == 0], torch.ones(1))  # outside the figure: weight 1
+    assert w[0, 7, 4] > 4.0  # the badge
+    assert torch.allclose(w[0, 3:6, 2:6], torch.ones(3, 4))  # shirt away from the badge: plain
+    assert w[0, 2, 1] == 1.0  # the figure's own edge: empty pixels around it are not surroundings
+    missed = rgb.clone()
+    missed[0, :, 7, 4] = torch.tensor([0.6, -1.0, -1.0])  # a figure drawn without the badge
+    logits = (alpha * 2 - 1) * 20.0
+    plain = figure_loss(missed, logits, rgb, alpha, shift=0)[0]
+    weighted = figure_loss(missed, logits, rgb, alpha, shift=0, detail=8.0)[0]
+    assert weighted > 3 * plain
+    assert figure_loss(rgb, logits, rgb, alpha, shift=1, detail=8.0)[0] < 1e-6  # right is still right
