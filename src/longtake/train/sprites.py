@@ -16,7 +16,8 @@
    drawn and its hidden details; with probability ``look_dropout`` only the attributes the
    description says, the rest "unknown", so the decoder also draws without a look) and the
    kind of place (replaced by "unknown" with probability ``kind_dropout``): squared RGB
-   error on the character's pixels plus the
+   error on the character's pixels (each weighted by its local contrast with ``detail`` >
+   0, :func:`contrast_weight`, so a badge or a watch a few pixels wide counts) plus the
    alpha's binary cross-entropy; AdamW with warm-up and a cosine rate, bfloat16 autocast.
    Checkpointed atomically every ``checkpoint_seconds`` (``ckpt.pt``); the same command
    continues a killed run; per-step batches come from generators seeded by (seed, step).
