@@ -352,6 +352,20 @@ def test_train_sprites_command_installs_a_layer_that_loads_and_refuses_unknown_s
     assert res.exit_code == 0, res.output
     model = load_builtin(folder)
     assert model.sprites is not None and json.loads((folder / "model.json").read_text())["sprites"]["train"]["decoder"]["steps"] == 2
+    first = json.loads((folder / "model.json").read_text())["sprites"]["train"]["decoder"]
+    # a run begun before a setting existed resumes under its default, and under no other value;
+    # the finished run installs again with the losses it ended with
+    held = tmp_path / "run" / "settings.json"
+    old = json.loads(held.read_text())
+    del old["train"]["detail"]
+    held.write_text(json.dumps(old))
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    second = json.loads((folder / "model.json").read_text())["sprites"]["train"]["decoder"]
+    assert second["loss_rgb"] == first["loss_rgb"] and isinstance(first["loss_rgb"], float)
+    held.write_text(json.dumps(old))
+    other = runner.invoke(app, [*args, "--set", "detail=2"])
+    assert other.exit_code == 2 and "other settings" in other.output
 
 
 def test_a_memory_file_carries_the_looks_into_the_next_episode(tmp_path):
@@ -398,7 +412,6 @@ def test_the_shift_tolerant_loss_forgives_a_figure_one_pixel_off_and_nothing_mor
     far_rgb, far_alpha = torch.roll(rgb, (0, 2), (2, 3)), torch.roll(alpha, (0, 2), (1, 2))
     far = figure_loss(far_rgb, (far_alpha * 2 - 1) * 20.0, rgb, alpha, shift=1)
     assert far[0] > 0.01 and far[1] > 0.1  # two pixels off is still an error
-
 
 
 def test_the_detail_weight_raises_a_small_odd_spot_over_a_plain_shirt_and_its_edges():

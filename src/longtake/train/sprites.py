@@ -237,13 +237,15 @@ def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, c
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step, seconds = state["step"], state["seconds"]
+        recent = [tuple(r) for r in state.get("recent", [])]  # the losses the last report averages
         log(f"decoder: resumed at step {step}")
     last_save = time.monotonic()
     t0 = time.monotonic()
 
     def save() -> None:
         with atomic_output(ckpt) as tmp:
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds + time.monotonic() - t0}, tmp)
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds + time.monotonic() - t0,
+                        "recent": recent}, tmp)
 
     while step < cfg.steps:
         g = torch.Generator().manual_seed(stable_seed("longtake-sprites-step", cfg.seed, step))
@@ -276,8 +278,8 @@ def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, c
             save()
             last_save = time.monotonic()
     save()
-    r = np.mean(recent, axis=0) if recent else (float("nan"), float("nan"))
-    return {"steps": step, "loss_rgb": float(r[0]), "loss_alpha": float(r[1]), "seconds": seconds + time.monotonic() - t0}
+    r = np.mean(recent, axis=0).tolist() if recent else (None, None)  # None: a checkpoint from before the losses were kept
+    return {"steps": step, "loss_rgb": r[0], "loss_alpha": r[1], "seconds": seconds + time.monotonic() - t0}
 
 
 def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False, log: Callable[[str], None] | None = None,
@@ -293,9 +295,14 @@ def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False
         raise TrainError(f"{model}: the DiT has no layout input, so there is nowhere to stand a sprite")
     out.mkdir(parents=True, exist_ok=True)
     settings = out / "settings.json"
-    wanted = {"train": dataclasses.asdict(cfg) | {"checkpoint_seconds": None, "log_every": None}, "model": str(Path(model).resolve())}
-    if settings.is_file() and json.loads(settings.read_text()) != json.loads(json.dumps(wanted)):
-        raise TrainError(f"{out} holds a run with other settings ({settings}); use a new --out")
+    untimed = {"checkpoint_seconds": None, "log_every": None}
+    wanted = {"train": dataclasses.asdict(cfg) | untimed, "model": str(Path(model).resolve())}
+    if settings.is_file():
+        held = json.loads(settings.read_text())
+        # a setting added since the run began counts as its default, which reproduces what the run did
+        held["train"] = dataclasses.asdict(SpriteTrainConfig()) | untimed | dict(held.get("train") or {})
+        if held != json.loads(json.dumps(wanted)):
+            raise TrainError(f"{out} holds a run with other settings ({settings}); use a new --out")
     settings.write_text(json.dumps(wanted, indent=1))
     sprite_cfg = SpriteConfig(text_dim=built.text_encoder.dim)
     torch.manual_seed(cfg.seed)
