@@ -208,16 +208,16 @@ def figure_loss(pred: torch.Tensor, logits: torch.Tensor, rgb: torch.Tensor, alp
     its lower body to the nearest pixel, so the same figure lands a pixel left or right with
     the pose, and a plain mean blurs what is a pixel or two wide (stripes, checks, a badge).
     ``detail`` > 0 weighs each figure pixel's RGB error by :func:`contrast_weight`."""
-    weight = contrast_weight(rgb, alpha, detail) if detail > 0 else torch.ones_like(alpha)
+    weight = contrast_weight(rgb, alpha, detail) if detail > 0 else None
     if shift <= 0:
-        wa = weight * alpha
+        wa = alpha if weight is None else weight * alpha
         l_rgb = ((pred - rgb).square().mean(1) * wa).sum() / wa.sum().clamp_min(1.0)
         return l_rgb, F.binary_cross_entropy_with_logits(logits, alpha)
     best = None
     for dy in range(-shift, shift + 1):
         for dx in range(-shift, shift + 1):
             t, a = torch.roll(rgb, (dy, dx), (2, 3)), torch.roll(alpha, (dy, dx), (1, 2))
-            wa = torch.roll(weight, (dy, dx), (1, 2)) * a
+            wa = a if weight is None else torch.roll(weight, (dy, dx), (1, 2)) * a
             e_rgb = ((pred - t).square().mean(1) * wa).sum((1, 2)) / wa.sum((1, 2)).clamp_min(1.0)
             e_alpha = F.binary_cross_entropy_with_logits(logits, a, reduction="none").mean((1, 2))
             pair = torch.stack([e_rgb, e_alpha], 1)  # (N, 2)
