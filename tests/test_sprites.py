@@ -434,3 +434,42 @@ def test_the_detail_weight_raises_a_small_odd_spot_over_a_plain_shirt_and_its_ed
     weighted = figure_loss(missed, logits, rgb, alpha, shift=0, detail=8.0)[0]
     assert weighted > 3 * plain
     assert figure_loss(rgb, logits, rgb, alpha, shift=1, detail=8.0)[0] < 1e-6  # right is still right
+
+
+def test_part_masks_mark_the_items_and_the_skin_inside_the_figure_and_weigh_them():
+    from longtake.model.sprites import LOOK_CLASSES
+    from longtake.train.sprites import SpriteTrainConfig, collect_crops, figure_loss, part_weight
+
+    cfg = SpriteTrainConfig(stories=4)
+    plain = collect_crops(cfg, SpriteConfig())
+    crops = collect_crops(cfg, SpriteConfig(), parts=True)
+    assert "parts" not in plain and torch.equal(plain["x"], crops["x"])  # the same crops, with their parts
+    own = crops["x"][..., 3] > 127
+    parts = crops["parts"]
+    assert parts.shape == own.shape and not ((parts > 0) & ~own).any()
+    items, skin = (parts & 1).sum((1, 2)), ((parts >> 1) & 1).sum((1, 2))
+    assert (items > 0).all()  # the watch drawn the other way changes every figure's wrist
+    assert (skin > 10).all() and (skin < own.sum((1, 2)) // 3).all()  # a face and hands, not the body
+    # a figure with a badge has more item pixels than one with neither badge nor bag (a watch alone)
+    start, none = 0, {}
+    for name, classes in LOOK_CLASSES.items():
+        if name in ("badge_shape", "bag"):
+            none[name] = crops["looks"][:, start + classes.index("none")] == 1
+        start += len(classes) + 1
+    badge, watch_only = ~none["badge_shape"], none["badge_shape"] & none["bag"]
+    assert badge.any() and watch_only.any()
+    assert items[badge].float().mean() > 2 * items[watch_only].float().mean()
+    w = part_weight(torch.tensor([[0, 1, 2, 3]], dtype=torch.uint8), 4.0, 1.0)
+    assert w.tolist() == [[1.0, 5.0, 2.0, 6.0]]
+    rgb = torch.zeros(1, 3, 4, 4)
+    alpha = torch.ones(1, 4, 4)
+    missed = rgb.clone()
+    missed[0, :, 1, 1] = 1.0  # one item pixel drawn wrong
+    p = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    p[0, 1, 1] = 1
+    logits = torch.full((1, 4, 4), 20.0)
+    unweighted = figure_loss(missed, logits, rgb, alpha)[0]
+    weighted = figure_loss(missed, logits, rgb, alpha, weight=part_weight(p, 4.0, 0.0))[0]
+    assert torch.isclose(weighted, unweighted * 16 * 5 / (15 + 5))  # 5x the error over a total weight of 20
+    shifted = figure_loss(missed, logits, rgb, alpha, shift=1, weight=part_weight(p, 4.0, 0.0))[0]
+    assert shifted <= weighted

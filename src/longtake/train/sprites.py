@@ -9,6 +9,9 @@
    pixels whose bottom centre is the point between its feet (the centre of its lower body),
    with its own pixels as alpha, the captioned attributes its description says, its action,
    the kind of place and the camera zoom; and the chunk's prompt with the character's slot.
+   With ``items`` or ``skin`` > 0 also its *parts*: the pixels that change when the same
+   frame is drawn again without the badge and the bag and with the watch the other way
+   (bit 1), or with another skin tone (bit 2).
 2. **Cast head**: a linear layer on the folder's frozen text encoder at each character's
    name token (what the layout reads) names every captioned attribute, "not said" included;
    full-batch AdamW, ``cast_epochs`` passes; accuracy on every 20th story is logged.
@@ -17,7 +20,8 @@
    description says, the rest "unknown", so the decoder also draws without a look) and the
    kind of place (replaced by "unknown" with probability ``kind_dropout``): squared RGB
    error on the character's pixels (each weighted by its local contrast with ``detail`` >
-   0, :func:`contrast_weight`, so a badge or a watch a few pixels wide counts) plus the
+   0, :func:`contrast_weight`, so a badge or a watch a few pixels wide counts; with ``items``
+   / ``skin`` > 0 the part pixels weigh that much more, :func:`part_weight`) plus the
    alpha's binary cross-entropy; AdamW with warm-up and a cosine rate, bfloat16 autocast.
    Checkpointed atomically every ``checkpoint_seconds`` (``ckpt.pt``); the same command
    continues a killed run; per-step batches come from generators seeded by (seed, step).
@@ -61,6 +65,8 @@ class SpriteTrainConfig:
     look_dropout: float = 0.3  # share of crops shown without their look (what the text leaves open unknown)
     shift: int = 0  # pixels the decoder's loss lets a figure move (figure_loss)
     detail: float = 0.0  # extra weight of a figure pixel per unit of local contrast (figure_loss)
+    items: float = 0.0  # extra weight of the badge's, the bag's and the watch's pixels (part_weight)
+    skin: float = 0.0  # extra weight of the skin's pixels (part_weight)
     cast_epochs: int = 400
     cast_lr: float = 3e-3
     seed: int = 0
@@ -72,6 +78,8 @@ class SpriteTrainConfig:
 
         if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
             raise TrainError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
+        if min(self.detail, self.items, self.skin) < 0:
+            raise TrainError(f"detail, items and skin must be >= 0, got {self.detail}, {self.items}, {self.skin}")
         for name in ("kind_dropout", "look_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise TrainError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -87,9 +95,29 @@ def _story(cfg: SpriteTrainConfig, j: int, size: int, fps: int):
     return sample_story(seed_j, float(duration), split="train", fps=fps, size=(size, size))
 
 
+def _redrawn(story, change):
+    """A renderer of ``story`` whose characters' hidden details are ``change(details)``."""
+    from longtake.world.renderer import WorldRenderer
+
+    renderer = WorldRenderer(story)
+    renderer.hidden = {cid: change(h) for cid, h in renderer.hidden.items()}
+    return renderer
+
+
+def _without_items(h):
+    return dataclasses.replace(h, badge_shape="none", bag="none", watch=not h.watch)
+
+
+def _other_skin(h):
+    from longtake.world.vocab import SKIN_TONES
+
+    return dataclasses.replace(h, skin_tone=(h.skin_tone + len(SKIN_TONES) // 2) % len(SKIN_TONES))
+
+
 def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 128, fps: int = 16,
-                  frames_per_chunk: int = 12, first_chunk_frames: int = 9) -> dict:
-    """Render ``cfg.stories`` training stories -> the crops of step 1 (module docstring)."""
+                  frames_per_chunk: int = 12, first_chunk_frames: int = 9, parts: bool = False) -> dict:
+    """Render ``cfg.stories`` training stories -> the crops of step 1 (module docstring);
+    ``parts``: with the part masks (each frame drawn twice more)."""
     from longtake.eval.probe_data import attribute_labels
     from longtake.model.layout import slot_names
     from longtake.plan import plan
@@ -97,17 +125,19 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
     from longtake.world.renderer import WorldRenderer
 
     sh, sw = sprite.height, sprite.width
-    xs, labels, full, looks, actions, kinds, zooms, prompts, slots, story_of = [], [], [], [], [], [], [], [], [], []
+    xs, labels, full, looks, actions, kinds, zooms, prompts, slots, story_of, masks = [], [], [], [], [], [], [], [], [], [], []
     for j in range(cfg.stories):
         story = _story(cfg, j, size, fps)
         timeline = plan(story, frames_per_chunk=frames_per_chunk, first_chunk_frames=first_chunk_frames)
         renderer = WorldRenderer(story)
+        others = [_redrawn(story, _without_items), _redrawn(story, _other_skin)] if parts else []
         said = {c.id: attribute_labels(parse_appearance(c.description)) for c in story.characters}
         resolved = {c.id: attribute_labels(renderer.appearance[c.id]) for c in story.characters}
         vectors = {c.id: look_vector(renderer.hidden[c.id]) for c in story.characters}
         for chunk in timeline.chunks:
             order = slot_names(chunk.prompt)
             frames, truths = renderer.render_chunk(chunk, masks=True)
+            changed = [(o.render_chunk(chunk, masks=False)[0] != frames).any(-1) for o in others]
             for f in range(0, len(frames), cfg.every):
                 tr = truths[f]
                 if tr.fade < 1.0:
@@ -129,6 +159,11 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
                     a0, a1, b0, b1 = max(top, 0), min(y1, size), max(left, 0), min(left + sw, size)
                     win[a0 - top : a1 - top, b0 - left : b1 - left, :3] = frames[f][a0:a1, b0:b1]
                     win[a0 - top : a1 - top, b0 - left : b1 - left, 3] = own[a0:a1, b0:b1] * 255
+                    if parts:
+                        bits = np.zeros((sh, sw), np.uint8)
+                        for b, diff in enumerate(changed):
+                            bits[a0 - top : a1 - top, b0 - left : b1 - left] |= (diff[f] & own)[a0:a1, b0:b1].astype(np.uint8) << b
+                        masks.append(bits)
                     xs.append(win)
                     labels.append(said[c.id])
                     full.append(resolved[c.id])
@@ -143,10 +178,13 @@ def collect_crops(cfg: SpriteTrainConfig, sprite: SpriteConfig, *, size: int = 1
         from longtake.train.config import TrainError
 
         raise TrainError(f"{cfg.stories} stories gave no whole, unoverlapped character to learn from")
-    return {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "full": torch.tensor(full),
-            "looks": torch.stack(looks), "actions": torch.tensor(actions),
-            "kinds": torch.tensor(kinds), "zoom": torch.tensor(zooms), "prompts": prompts, "slots": torch.tensor(slots),
-            "story": torch.tensor(story_of)}
+    crops = {"x": torch.from_numpy(np.stack(xs)), "labels": torch.tensor(labels), "full": torch.tensor(full),
+             "looks": torch.stack(looks), "actions": torch.tensor(actions),
+             "kinds": torch.tensor(kinds), "zoom": torch.tensor(zooms), "prompts": prompts, "slots": torch.tensor(slots),
+             "story": torch.tensor(story_of)}
+    if parts:
+        crops["parts"] = torch.from_numpy(np.stack(masks))  # uint8 (N, h, w): bit 1 items, bit 2 skin
+    return crops
 
 
 def train_cast(sprites: FigureSprites, text, crops: dict, cfg: SpriteTrainConfig, log) -> dict:
@@ -200,15 +238,25 @@ def contrast_weight(rgb: torch.Tensor, alpha: torch.Tensor, detail: float) -> to
     return 1.0 + detail * (rgb - mean).abs().mean(1) * alpha
 
 
+def part_weight(parts: torch.Tensor, items: float, skin: float) -> torch.Tensor:
+    """(N, h, w) uint8 part bits (collect_crops) -> 1 + ``items`` on the badge's, the bag's
+    and the watch's pixels + ``skin`` on the skin's: a look's details weigh more and nothing
+    else moves (the pattern and the hair keep weight 1, unlike :func:`contrast_weight`)."""
+    p = parts.long()
+    return 1.0 + items * (p & 1).float() + skin * ((p >> 1) & 1).float()
+
+
 def figure_loss(pred: torch.Tensor, logits: torch.Tensor, rgb: torch.Tensor, alpha: torch.Tensor, shift: int = 0,
-                detail: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                detail: float = 0.0, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared RGB error on the figure's pixels and the alpha's cross-entropy, pred/rgb
     (N, 3, h, w), logits/alpha (N, h, w). ``shift`` > 0: per figure, the smaller sum of the two
     over the target moved by up to ``shift`` pixels each way. A crop's window is centred on
     its lower body to the nearest pixel, so the same figure lands a pixel left or right with
     the pose, and a plain mean blurs what is a pixel or two wide (stripes, checks, a badge).
-    ``detail`` > 0 weighs each figure pixel's RGB error by :func:`contrast_weight`."""
-    weight = contrast_weight(rgb, alpha, detail) if detail > 0 else None
+    ``detail`` > 0 weighs each figure pixel's RGB error by :func:`contrast_weight`, ``weight``
+    (N, h, w) by that too (it moves with the target)."""
+    if detail > 0:
+        weight = contrast_weight(rgb, alpha, detail) * (1.0 if weight is None else weight)
     if shift <= 0:
         wa = alpha if weight is None else weight * alpha
         l_rgb = ((pred - rgb).square().mean(1) * wa).sum() / wa.sum().clamp_min(1.0)
@@ -264,7 +312,8 @@ def train_decoder(sprites: FigureSprites, crops: dict, cfg: SpriteTrainConfig, c
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pred, logits = net(cond)
         pred, logits = pred.float(), logits.float()
-        l_rgb, l_alpha = figure_loss(pred, logits, rgb, alpha, cfg.shift, cfg.detail)
+        weight = part_weight(crops["parts"][idx], cfg.items, cfg.skin) if cfg.items or cfg.skin else None
+        l_rgb, l_alpha = figure_loss(pred, logits, rgb, alpha, cfg.shift, cfg.detail, weight)
         opt.zero_grad()
         (l_rgb + l_alpha).backward()
         opt.step()
@@ -309,10 +358,10 @@ def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False
     sprites = FigureSprites(sprite_cfg)
     crops_path = out / "crops.pt"
     t0 = time.monotonic()
-    if crops_path.is_file():
-        crops = torch.load(crops_path, weights_only=False)
-    else:
-        crops = collect_crops(cfg, sprite_cfg, fps=16)
+    parts = bool(cfg.items or cfg.skin)
+    crops = torch.load(crops_path, weights_only=False) if crops_path.is_file() else None
+    if crops is None or (parts and "parts" not in crops):  # crops from a run without part weights lack them
+        crops = collect_crops(cfg, sprite_cfg, fps=16, parts=parts)
         with atomic_output(crops_path) as tmp:
             torch.save(crops, tmp)
         log(f"crops: {len(crops['x'])} figures from {cfg.stories} stories in {time.monotonic() - t0:.0f} s")
