@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -366,6 +367,15 @@ def test_train_sprites_command_installs_a_layer_that_loads_and_refuses_unknown_s
     held.write_text(json.dumps(old))
     other = runner.invoke(app, [*args, "--set", "detail=2"])
     assert other.exit_code == 2 and "other settings" in other.output
+    # a part weight on crops collected without part masks collects them again, with the masks
+    parted = tmp_path / "parted"
+    parted.mkdir()
+    shutil.copy(tmp_path / "run" / "crops.pt", parted / "crops.pt")
+    assert "parts" not in torch.load(parted / "crops.pt", weights_only=False)
+    res = runner.invoke(app, [*args[:4], str(parted), *args[5:], "--set", "items=3"])
+    assert res.exit_code == 0, res.output
+    crops = torch.load(parted / "crops.pt", weights_only=False)
+    assert crops["parts"].shape == crops["x"].shape[:3] and bool((crops["parts"] > 0).any())
 
 
 def test_a_memory_file_carries_the_looks_into_the_next_episode(tmp_path):
@@ -459,6 +469,10 @@ def test_part_masks_mark_the_items_and_the_skin_inside_the_figure_and_weigh_them
     badge, watch_only = ~none["badge_shape"], none["badge_shape"] & none["bag"]
     assert badge.any() and watch_only.any()
     assert items[badge].float().mean() > 2 * items[watch_only].float().mean()
+    from longtake.train.config import TrainError
+
+    with pytest.raises(TrainError, match="items and skin must be >= 0"):
+        SpriteTrainConfig(items=-1.0)
     w = part_weight(torch.tensor([[0, 1, 2, 3]], dtype=torch.uint8), 4.0, 1.0)
     assert w.tolist() == [[1.0, 5.0, 2.0, 6.0]]
     rgb = torch.zeros(1, 3, 4, 4)
