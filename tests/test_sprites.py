@@ -448,6 +448,7 @@ def test_the_detail_weight_raises_a_small_odd_spot_over_a_plain_shirt_and_its_ed
 
 def test_part_masks_mark_the_items_and_the_skin_inside_the_figure_and_weigh_them():
     from longtake.model.sprites import LOOK_CLASSES
+    from longtake.train.config import TrainError
     from longtake.train.sprites import SpriteTrainConfig, collect_crops, figure_loss, part_weight
 
     cfg = SpriteTrainConfig(stories=4)
@@ -469,8 +470,6 @@ def test_part_masks_mark_the_items_and_the_skin_inside_the_figure_and_weigh_them
     badge, watch_only = ~none["badge_shape"], none["badge_shape"] & none["bag"]
     assert badge.any() and watch_only.any()
     assert items[badge].float().mean() > 2 * items[watch_only].float().mean()
-    from longtake.train.config import TrainError
-
     with pytest.raises(TrainError, match="items and skin must be >= 0"):
         SpriteTrainConfig(items=-1.0)
     w = part_weight(torch.tensor([[0, 1, 2, 3]], dtype=torch.uint8), 4.0, 1.0)
