@@ -376,6 +376,18 @@ def test_train_sprites_command_installs_a_layer_that_loads_and_refuses_unknown_s
     assert res.exit_code == 0, res.output
     crops = torch.load(parted / "crops.pt", weights_only=False)
     assert crops["parts"].shape == crops["x"].shape[:3] and bool((crops["parts"] > 0).any())
+    # --set channels=[...] trains and installs a decoder of that width, which loads as such;
+    # widths the decoder cannot have are one line and exit 2
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    shutil.copy(tmp_path / "run" / "crops.pt", wide / "crops.pt")
+    bad = runner.invoke(app, [*args[:4], str(wide), *args[5:], "--set", "channels=[12,16,8,8]"])
+    assert bad.exit_code == 2 and "channels must be 4 multiples of 8" in bad.output
+    res = runner.invoke(app, [*args[:4], str(wide), *args[5:], "--set", "channels=[32,24,16,16]"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((folder / "model.json").read_text())["sprites"]["channels"] == [32, 24, 16, 16]
+    loaded = load_builtin(folder).sprites
+    assert loaded.config.channels == (32, 24, 16, 16) and loaded.net.out.in_channels == 16
 
 
 def test_a_memory_file_carries_the_looks_into_the_next_episode(tmp_path):

@@ -140,7 +140,7 @@ def train_sprites_command(
     """
     from longtake.train.sprites import SpriteTrainConfig, run
 
-    cfg, command = _config_and_command(SpriteTrainConfig, set_, threads, tuples=("duration",))
+    cfg, command = _config_and_command(SpriteTrainConfig, set_, threads, tuples=("duration", "channels"))
     run(model, out_dir, cfg, install=install, log=lambda line: err.print(line, highlight=False), command=command)
 
 

@@ -67,6 +67,7 @@ class SpriteTrainConfig:
     detail: float = 0.0  # extra weight of a figure pixel per unit of local contrast (figure_loss)
     items: float = 0.0  # extra weight of the badge's, the bag's and the watch's pixels (part_weight)
     skin: float = 0.0  # extra weight of the skin's pixels (part_weight)
+    channels: tuple[int, int, int, int] | None = None  # the decoder's channels at 1/8..1/1 (None: SpriteConfig's)
     cast_epochs: int = 400
     cast_lr: float = 3e-3
     seed: int = 0
@@ -78,6 +79,8 @@ class SpriteTrainConfig:
 
         if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
             raise TrainError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
+        if self.channels is not None and (len(self.channels) != 4 or any(not isinstance(c, int) or c < 8 or c % 8 for c in self.channels)):
+            raise TrainError(f"channels must be 4 multiples of 8 (the decoder's widths at 1/8, 1/4, 1/2, 1/1), got {list(self.channels)}")
         if min(self.detail, self.items, self.skin) < 0:
             raise TrainError(f"detail, items and skin must be >= 0, got {self.detail}, {self.items}, {self.skin}")
         for name in ("kind_dropout", "look_dropout"):
@@ -353,7 +356,7 @@ def run(model: Path, out: Path, cfg: SpriteTrainConfig, *, install: bool = False
         if held != json.loads(json.dumps(wanted)):
             raise TrainError(f"{out} holds a run with other settings ({settings}); use a new --out")
     settings.write_text(json.dumps(wanted, indent=1))
-    sprite_cfg = SpriteConfig(text_dim=built.text_encoder.dim)
+    sprite_cfg = SpriteConfig(text_dim=built.text_encoder.dim, **({"channels": cfg.channels} if cfg.channels else {}))
     torch.manual_seed(cfg.seed)
     sprites = FigureSprites(sprite_cfg)
     crops_path = out / "crops.pt"
