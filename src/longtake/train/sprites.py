@@ -79,8 +79,11 @@ class SpriteTrainConfig:
 
         if self.stories < 1 or self.steps < 1 or self.batch < 1 or self.every < 1 or self.cast_epochs < 1:
             raise TrainError(f"stories, steps, batch, every and cast_epochs must be >= 1, got {self.stories}, {self.steps}, {self.batch}, {self.every}, {self.cast_epochs}")
-        if self.channels is not None and (len(self.channels) != 4 or any(not isinstance(c, int) or c < 8 or c % 8 for c in self.channels)):
-            raise TrainError(f"channels must be 4 multiples of 8 (the decoder's widths at 1/8, 1/4, 1/2, 1/1), got {list(self.channels)}")
+        if self.channels is not None:
+            try:  # the layer's own check of its widths
+                SpriteConfig(channels=tuple(self.channels))
+            except ValueError as exc:
+                raise TrainError(str(exc)) from None
         if min(self.detail, self.items, self.skin) < 0:
             raise TrainError(f"detail, items and skin must be >= 0, got {self.detail}, {self.items}, {self.skin}")
         for name in ("kind_dropout", "look_dropout"):
