@@ -143,12 +143,34 @@ def test_nam_score_option_reaches_the_nam_bank(tiny_folder, tmp_path):
     (["--nam-score", "memflow", "--nam-gate", "0.5"], "--nam-gate 0.5: expected a cosine similarity"),
     (["--nam-gate", "2"], "--nam-gate 2.0: expected a cosine similarity"),
     (["--entity-gate", "3"], "--entity-gate 3.0: expected a cosine similarity"),
+    (["--long-returns", "--first", "10", "--stories", "10"], "storyworld-bench-long has 16 stories"),
+    (["--long-returns", "--story", "x.yaml"], "--long-returns runs storyworld-bench-long; --story runs your own scripts"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = runner.invoke(app, ["bench", "memory", *args])
     assert r.exit_code == 2
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
+
+
+def test_long_returns_runs_the_long_set_judged_from_65_s(tiny_folder, monkeypatch):
+    import longtake.bench_memory as bm
+    from longtake.world.bench_set import make_long_bench
+
+    seen = {}
+
+    def fake_run(stories, generators, probes, **kw):  # record what the command asks for, render nothing
+        seen.update(stories=stories, modes=list(generators), **kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bm, "run_memory_bench", fake_run)
+    r = runner.invoke(app, ["bench", "memory", "--long-returns", "--memory", "sink", "entity", "--first", "2", "--stories", "3",
+                            "--weights", str(tiny_folder), "--seed", "7"])
+    assert r.exit_code == 0, r.output
+    expect = [it.story.content_hash() for it in make_long_bench(5)[2:]]
+    assert [s.content_hash() for s in seen["stories"]] == expect and all(s.duration == 180.0 for s in seen["stories"])
+    assert (seen["name"], seen["min_return_gap"], seen["seed"], seen["modes"]) == ("storyworld-bench-long", 65.0, 9, ["sink", "entity"])
+    assert seen["settings"]["stories_from"] == "storyworld-bench-long" and seen["settings"]["first"] == 2
 
 
 # ----------------------------------------------------------------------------- scoring

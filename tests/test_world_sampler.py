@@ -8,10 +8,15 @@ import pytest
 from longtake.script.schema import Story
 from longtake.world.bench_set import (
     BENCH_SECONDS,
+    LONG_MIN_RETURN_GAP,
+    LONG_SECONDS,
+    LONG_SIZE,
     MIN_RETURN_GAP,
     SEGMENT_SECONDS,
     bench_story,
     check_bench,
+    long_story,
+    make_long_bench,
     protocol_problems,
     write_bench,
 )
@@ -148,6 +153,24 @@ def test_shipped_bench_stories_follow_the_protocol():
         assert entry["segment_boundaries_s"] == [10.0, 20.0, 30.0, 40.0, 50.0]
         assert story.seed >= HELDOUT_SEED_OFFSET  # held-out split
         assert bench_story(entry["seed"]).content_hash() == entry["story_hash"] == story.content_hash()
+
+
+def test_long_bench_stories_return_after_more_than_a_minute():
+    items = make_long_bench(LONG_SIZE)
+    # session 23's eight stories (docs/memory.md, "Returns after more than 60 s") come first
+    assert [it.seed for it in items[:8]] == [700_001, 700_002, 700_004, 700_005, 700_007, 700_009, 700_010, 700_011]
+    assert sum(len(returns(it.story, min_gap=LONG_MIN_RETURN_GAP)) for it in items[:8]) == 14
+    for it in items:
+        assert it.story.duration == LONG_SECONDS and it.story.seed >= HELDOUT_SEED_OFFSET
+        assert protocol_problems(it.story, seconds=LONG_SECONDS, min_return_gap=LONG_MIN_RETURN_GAP) == []
+        assert [s.duration for _, _, s in it.story.shots()] == [SEGMENT_SECONDS] * 18
+        assert long_story(it.seed).content_hash() == it.story.content_hash()
+    # a skipped seed fails the protocol, and says why
+    assert "no character returns after 65 s" in " ".join(protocol_problems(long_story(700_003), seconds=LONG_SECONDS, min_return_gap=LONG_MIN_RETURN_GAP))
+    # a 60 s bench story is not a long one
+    assert "lasts 60 s; expected 180 s" in protocol_problems(bench_story(0), seconds=LONG_SECONDS, min_return_gap=LONG_MIN_RETURN_GAP)[0]
+    with pytest.raises(WorldError, match="out of range"):
+        make_long_bench(0)
 
 
 def test_bench_regenerates_byte_for_byte(tmp_path):

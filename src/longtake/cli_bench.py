@@ -39,6 +39,7 @@ def memory_cmd(
     device: Annotated[str | None, typer.Option("--device", help="Where the model runs: cpu (default), cuda, ...")] = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, float32 or bfloat16 (as render).")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch (default as render: 1 on a machine with 2 cores or fewer, else torch's default).")] = None,
+    long_returns: Annotated[bool, typer.Option("--long-returns", help="Run storyworld-bench-long instead: 16 stories of 180 s whose characters come back after 65 s or more, beyond NAM's 60 s look-ahead (returns judged from 65 s).")] = False,
     story_files: Annotated[list[Path] | None, typer.Option("--story", help="StoryWorld scripts to run instead of storyworld-bench (quick checks).", show_default=False)] = None,
     entity_figures: Annotated[bool, typer.Option("--entity-figures", help="Entity mode keeps and composites each character's first figure (MemoryConfig.entity_figures, docs/memory.md).")] = False,
     no_shot_sink: Annotated[bool, typer.Option("--no-shot-sink", help="Memory modes keep sink and window at a cut within a place, as sink-only does, with memory added (MemoryConfig.shot_sink=False; LongLive/MemFlow's layout).")] = False,
@@ -55,13 +56,16 @@ def memory_cmd(
         _show(_merged(merge), out_dir)
         return
     from longtake.bench_memory import MODES, TRUTH, BenchProgress, check_modes, run_memory_bench
-    from longtake.world.bench_set import BENCH_SIZE, MIN_RETURN_GAP
+    from longtake.world import bench_set
 
     modes = check_modes([m.strip() for v in [*(memory or []), *(more_modes or [])] for m in v.split(",") if m.strip()] or list(MODES))
+    set_name, set_size = (bench_set.LONG_NAME, bench_set.LONG_SIZE) if long_returns else (bench_set.BENCH_NAME, bench_set.BENCH_SIZE)
     if stories < 1:
         raise fail([f"--stories {stories}: expected at least 1"])
-    if first < 0 or (not story_files and first + stories > BENCH_SIZE):
-        raise fail([f"--first {first} --stories {stories}: expected 0 <= first and first + stories <= {BENCH_SIZE} (storyworld-bench has {BENCH_SIZE} stories)"])
+    if long_returns and story_files:
+        raise fail(["--long-returns runs storyworld-bench-long; --story runs your own scripts: give one of them"])
+    if first < 0 or (not story_files and first + stories > set_size):
+        raise fail([f"--first {first} --stories {stories}: expected 0 <= first and first + stories <= {set_size} ({set_name} has {set_size} stories)"])
     if weights is not None and not weights.is_dir():
         raise fail([f"--weights {weights}: no such folder; expected a built-in model folder (docs/models.md)"])
     if nam_score not in ("prompt", "memflow"):
@@ -88,9 +92,8 @@ def memory_cmd(
 
         chosen = [load_story(p) for p in story_files]
     else:
-        from longtake.world.bench_set import make_bench
-
-        chosen = [item.story for item in make_bench(first + stories)[first:]]
+        make = bench_set.make_long_bench if long_returns else bench_set.make_bench
+        chosen = [item.story for item in make(first + stories)[first:]]
     if entity_figures and "entity" not in modes:
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
@@ -107,10 +110,10 @@ def memory_cmd(
             bar.update(tasks[p.row], completed=p.chunks_done, total=p.chunks_total, story=f"{p.story + 1}/{p.stories}")
 
         result = run_memory_bench(chosen, generators, probe_set, seed=seed + (0 if story_files else first), on_progress=progress,
-                                  name="custom stories" if story_files else "storyworld-bench",
-                                  min_return_gap=MIN_RETURN_GAP if min_return_gap is None else min_return_gap,
+                                  name="custom stories" if story_files else set_name,
+                                  min_return_gap=min_return_gap or (bench_set.LONG_MIN_RETURN_GAP if long_returns else bench_set.MIN_RETURN_GAP),
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
-                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else "storyworld-bench",
+                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else set_name,
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
                                             "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate, "lookahead_s": configs[modes[0]].use_nam_lookahead},
                                             "entity_gate": configs[modes[0]].use_entity_gate, "entity_place": entity_place})

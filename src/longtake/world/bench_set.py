@@ -14,6 +14,12 @@ shares their seeds, casts or content. :func:`make_bench` scans candidate seeds
 protocol; the index records each story's sampler seed, so a single story can be regenerated
 with ``bench_story(seed)``. :func:`write_bench` writes ``story_000.yaml`` ... and
 ``index.json``; running it again reproduces the files byte for byte.
+
+storyworld-bench-long (:func:`make_long_bench`) is the same protocol at 180 s (eighteen 10 s
+segments) with absences of 65-72 s, so that every qualifying story has a character back after
+at least :data:`LONG_MIN_RETURN_GAP` s: longer than NAM's 60 s look-ahead (docs/memory.md). It
+is the set of session 23's "Returns after more than 60 s" (its first eight stories are those
+stories), made a function so that it can be run again from a clean checkout.
 """
 
 from __future__ import annotations
@@ -51,6 +57,17 @@ BENCH_SAMPLER: dict[str, Any] = {
 }
 
 
+#: storyworld-bench-long: characters away for more than a minute.
+LONG_NAME = "storyworld-bench-long"
+LONG_SECONDS = 180.0
+LONG_MIN_RETURN_GAP = 65.0
+#: Sampler seed of the first candidate story (seeds are scanned upwards from here).
+LONG_FIRST_SEED = 700_001
+#: Stories in storyworld-bench-long (``--long-returns --first/--stories`` index into them).
+LONG_SIZE = 16
+LONG_SAMPLER: dict[str, Any] = {**BENCH_SAMPLER, "absence_seconds": (65.0, 72.0)}
+
+
 @dataclass(frozen=True)
 class BenchStory:
     index: int
@@ -67,39 +84,55 @@ def bench_story(seed: int) -> Story:
     return sample_story(seed, BENCH_SECONDS, split="heldout", **BENCH_SAMPLER)
 
 
-def protocol_problems(story: Story) -> list[str]:
-    """Why ``story`` is not a valid benchmark story (empty list: it is)."""
+def long_story(seed: int) -> Story:
+    """The held-out candidate story of storyworld-bench-long for sampler seed ``seed``."""
+    return sample_story(seed, LONG_SECONDS, split="heldout", **LONG_SAMPLER)
+
+
+def protocol_problems(story: Story, *, seconds: float = BENCH_SECONDS, min_return_gap: float = MIN_RETURN_GAP) -> list[str]:
+    """Why ``story`` is not a valid benchmark story (empty list: it is); ``seconds`` and
+    ``min_return_gap`` are storyworld-bench's unless given (storyworld-bench-long: 180, 65)."""
     problems = []
-    if abs(story.duration - BENCH_SECONDS) > 1e-6:
-        problems.append(f"lasts {story.duration:g} s; expected {BENCH_SECONDS:g} s")
+    if abs(story.duration - seconds) > 1e-6:
+        problems.append(f"lasts {story.duration:g} s; expected {seconds:g} s")
     shots = [shot for _, _, shot in story.shots()]
-    if [s.duration for s in shots] != [SEGMENT_SECONDS] * int(BENCH_SECONDS // SEGMENT_SECONDS):
-        problems.append(f"shots are not six {SEGMENT_SECONDS:g} s segments: {[s.duration for s in shots]}")
+    segments = int(seconds // SEGMENT_SECONDS)
+    if [s.duration for s in shots] != [SEGMENT_SECONDS] * segments:
+        problems.append(f"shots are not {segments} segments of {SEGMENT_SECONDS:g} s: {[s.duration for s in shots]}")
     if any(a.prompt == b.prompt for a, b in zip(shots, shots[1:])):
         problems.append("two consecutive segments share a prompt; every segment boundary must be a prompt switch")
-    if not returns(story, min_gap=MIN_RETURN_GAP):
-        problems.append(f"no character returns after {MIN_RETURN_GAP:g} s or more off screen")
+    if not returns(story, min_gap=min_return_gap):
+        problems.append(f"no character returns after {min_return_gap:g} s or more off screen")
     if not revisited_locations(story):
         problems.append("no location is revisited")
     return problems
 
 
+def _first_qualifying(n: int, seeds: range, make: Any, problems: Any, name: str) -> list[BenchStory]:
+    if n < 1 or n > len(seeds) // 10:
+        raise WorldError(f"n={n} out of range; expected 1 <= n <= {len(seeds) // 10}")
+    out: list[BenchStory] = []
+    for k, cand in enumerate(seeds):
+        story = make(cand)
+        if not problems(story):
+            out.append(BenchStory(len(out), cand, story))
+            if len(out) == n:
+                log.debug("%s: %d stories from %d candidates", name, n, k + 1)
+                return out
+    raise WorldError(f"found only {len(out)} qualifying stories among {len(seeds)} seeds")
+
+
 def make_bench(n: int = BENCH_SIZE, seed: int = 0) -> list[BenchStory]:
     """The first ``n`` qualifying held-out stories among seeds ``seed*SEED_STRIDE + k``."""
-    if n < 1 or n > SEED_STRIDE // 10:
-        raise WorldError(f"n={n} out of range; expected 1 <= n <= {SEED_STRIDE // 10}")
-    out: list[BenchStory] = []
-    k = 0
-    while len(out) < n:
-        if k >= SEED_STRIDE:
-            raise WorldError(f"found only {len(out)} qualifying stories among {SEED_STRIDE} seeds")
-        cand = seed * SEED_STRIDE + k
-        story = bench_story(cand)
-        if not protocol_problems(story):
-            out.append(BenchStory(len(out), cand, story))
-        k += 1
-    log.debug("storyworld-bench: %d stories from %d candidates", n, k)
-    return out
+    return _first_qualifying(n, range(seed * SEED_STRIDE, (seed + 1) * SEED_STRIDE), bench_story, protocol_problems, BENCH_NAME)
+
+
+def make_long_bench(n: int = LONG_SIZE) -> list[BenchStory]:
+    """storyworld-bench-long: the first ``n`` held-out 180 s stories, from sampler seed
+    :data:`LONG_FIRST_SEED` on, that keep the bench's protocol with a return after at least
+    :data:`LONG_MIN_RETURN_GAP` s."""
+    return _first_qualifying(n, range(LONG_FIRST_SEED, LONG_FIRST_SEED + SEED_STRIDE), long_story,
+                             lambda s: protocol_problems(s, seconds=LONG_SECONDS, min_return_gap=LONG_MIN_RETURN_GAP), LONG_NAME)
 
 
 def segments(story: Story) -> list[dict[str, Any]]:
