@@ -4,7 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from longtake.cli import app
 from longtake.script.schema import Story
 from longtake.world.bench_set import (
     BENCH_SECONDS,
@@ -171,6 +173,19 @@ def test_long_bench_stories_return_after_more_than_a_minute():
     assert "lasts 60 s; expected 180 s" in protocol_problems(bench_story(0), seconds=LONG_SECONDS, min_return_gap=LONG_MIN_RETURN_GAP)[0]
     with pytest.raises(WorldError, match="out of range"):
         make_long_bench(0)
+
+
+def test_long_bench_files_write_and_check(tmp_path):
+    r = CliRunner().invoke(app, ["world", "bench", str(tmp_path / "long"), "--long", "--n", "3"])
+    assert r.exit_code == 0, r.output
+    index = json.loads((tmp_path / "long" / "index.json").read_text())
+    assert index["name"] == "storyworld-bench-long" and index["protocol"]["min_return_gap_s"] == LONG_MIN_RETURN_GAP
+    assert [e["seed"] for e in index["stories"]] == [700_001, 700_002, 700_004]
+    assert all(e["returns"] and min(x["gap_s"] for x in e["returns"]) >= LONG_MIN_RETURN_GAP for e in index["stories"])
+    assert check_bench(tmp_path / "long") == []
+    # the long protocol is checked: a story cut to 60 s is refused
+    bench_story(0).save(tmp_path / "long" / "story_001.yaml")
+    assert any("story_001.yaml: lasts 60 s; expected 180 s" in p for p in check_bench(tmp_path / "long"))
 
 
 def test_bench_regenerates_byte_for_byte(tmp_path):

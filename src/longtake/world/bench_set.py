@@ -158,7 +158,12 @@ def segments(story: Story) -> list[dict[str, Any]]:
     return out
 
 
-def index_entry(item: BenchStory) -> dict[str, Any]:
+def _protocol(long: bool) -> tuple[float, float]:
+    """(seconds, minimum return gap) of storyworld-bench, or of storyworld-bench-long."""
+    return (LONG_SECONDS, LONG_MIN_RETURN_GAP) if long else (BENCH_SECONDS, MIN_RETURN_GAP)
+
+
+def index_entry(item: BenchStory, *, long: bool = False) -> dict[str, Any]:
     story = item.story
     return {
         "file": item.file,
@@ -168,43 +173,45 @@ def index_entry(item: BenchStory) -> dict[str, Any]:
         "duration_s": story.duration,
         "characters": {c.id: c.description for c in story.characters},
         "locations": [loc.id for loc in story.locations],
-        "returns": [r.to_dict() for r in returns(story, min_gap=MIN_RETURN_GAP)],
+        "returns": [r.to_dict() for r in returns(story, min_gap=_protocol(long)[1])],
         "revisited_locations": revisited_locations(story),
         "segment_boundaries_s": [s["start_s"] for s in segments(story)][1:],
         "segments": segments(story),
     }
 
 
-def bench_index(items: list[BenchStory], *, seed: int) -> dict[str, Any]:
+def bench_index(items: list[BenchStory], *, seed: int, long: bool = False) -> dict[str, Any]:
+    seconds, gap = _protocol(long)
     return {
-        "name": BENCH_NAME,
+        "name": LONG_NAME if long else BENCH_NAME,
         "version": BENCH_VERSION,
         "split": "heldout",
-        "seed": seed,
+        "seed": None if long else seed,
         "num_stories": len(items),
         "protocol": {
-            "duration_s": BENCH_SECONDS,
+            "duration_s": seconds,
             "segment_s": SEGMENT_SECONDS,
-            "segments": int(BENCH_SECONDS // SEGMENT_SECONDS),
-            "min_return_gap_s": MIN_RETURN_GAP,
+            "segments": int(seconds // SEGMENT_SECONDS),
+            "min_return_gap_s": gap,
             "min_returns": 1,
             "min_revisited_locations": 1,
             "frames_per_chunk": 12,
         },
-        "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in BENCH_SAMPLER.items()},
-        "regenerate": f"longtake world bench OUT_DIR --n {len(items)} --seed {seed}",
-        "stories": [index_entry(item) for item in items],
+        "sampler": {k: list(v) if isinstance(v, tuple) else v for k, v in (LONG_SAMPLER if long else BENCH_SAMPLER).items()},
+        "regenerate": f"longtake world bench OUT_DIR --n {len(items)}" + (" --long" if long else f" --seed {seed}"),
+        "stories": [index_entry(item, long=long) for item in items],
     }
 
 
-def write_bench(out_dir: str | Path, *, n: int = 50, seed: int = 0) -> Path:
-    """Write ``story_000.yaml`` ... and ``index.json`` into ``out_dir``; returns the index path."""
+def write_bench(out_dir: str | Path, *, n: int = 50, seed: int = 0, long: bool = False) -> Path:
+    """Write ``story_000.yaml`` ... and ``index.json`` into ``out_dir``; returns the index path.
+    ``long``: storyworld-bench-long's first ``n`` stories (``seed`` is not used)."""
     out = Path(out_dir)
-    items = make_bench(n, seed)
+    items = make_long_bench(n) if long else make_bench(n, seed)
     for item in items:
         item.story.save(out / item.file)
     index = out / "index.json"
-    write_text_atomic(index, json.dumps(bench_index(items, seed=seed), indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(index, json.dumps(bench_index(items, seed=seed, long=long), indent=2, ensure_ascii=False) + "\n")
     return index
 
 
@@ -215,11 +222,12 @@ def check_bench(bench_dir: str | Path) -> list[str]:
         index = json.loads((root / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         return [f"{root / 'index.json'}: cannot read: {err}"]
+    seconds, gap = _protocol(index.get("name") == LONG_NAME)
     problems: list[str] = []
     for entry in index["stories"]:
         story = Story.load(root / entry["file"])
         check_story(story)
-        problems += [f"{entry['file']}: {p}" for p in protocol_problems(story)]
+        problems += [f"{entry['file']}: {p}" for p in protocol_problems(story, seconds=seconds, min_return_gap=gap)]
         if story.content_hash() != entry["story_hash"]:
             problems.append(f"{entry['file']}: content hash differs from index.json")
     return problems

@@ -180,8 +180,9 @@ def bench(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of stories.")] = 50,
     seed: Annotated[int, typer.Option(min=0, help="Benchmark seed (candidate sampler seeds seed*100000 + k).")] = 0,
     check: Annotated[bool, typer.Option("--check", help="Only check an existing benchmark folder.")] = False,
+    long: Annotated[bool, typer.Option("--long", help="Write storyworld-bench-long instead: 180 s stories with a return after >= 65 s (--n up to 16 is the set `longtake bench memory --long-returns` runs).")] = False,
 ) -> None:
-    """Write (or --check) storyworld-bench: 60 s held-out stories, six 10 s prompt segments."""
+    """Write (or --check) storyworld-bench: 60 s held-out stories, six 10 s prompt segments (--long: 180 s, eighteen)."""
     from longtake.world.bench_set import check_bench, write_bench
 
     if check:
@@ -190,7 +191,7 @@ def bench(
             raise WorldError("\n".join(problems))
         out.print(f"[green]ok[/green] {out_dir}: every story follows the protocol", highlight=False)
         return
-    index = write_bench(out_dir, n=n, seed=seed)
+    index = write_bench(out_dir, n=n, seed=seed, long=long)
     out.print(f"[green]wrote[/green] {n} stories and {index}", highlight=False)
 
 
