@@ -22,6 +22,7 @@ side only where she has the item; the hat's colour left out) that the probes rea
 views above, one count per view and detail.
 
     python bench/bench_layer_ceiling.py --first 10 --stories 20
+    python bench/bench_layer_ceiling.py --long --first 0 --stories 16   # storyworld-bench-long, returns after >= 65 s
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from bench_refs import reading, story_args, swap_figure
 
 def main(argv: list[str] | None = None) -> int:
-    args = story_args(__doc__, argv, threads=2)
+    args = story_args(__doc__, argv, threads=2, long=True)
     from longtake.eval.memory_bench import hidden_readings, plan_story
     from longtake.eval.metrics_probes import REF_SAMPLES
     from longtake.eval.probe_data import HIDDEN, hidden_labels, hidden_majority
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from longtake.generate import builtin_generator
     from longtake.generate.sprite_layer import look_seed
     from longtake.pipeline import plan_for
-    from longtake.world.bench_set import MIN_RETURN_GAP, make_bench
+    from longtake.world import bench_set
     from longtake.world.renderer import WorldRenderer
     from longtake.world.vocab import draw_hidden
 
@@ -57,14 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = ("ground truth (StoryWorld's figure)", "the layer's figure, one look")
     judged: dict[str, list[dict]] = {r: [] for r in rows}  # per row, the returns as the bench's scoring records them
     back: dict[str, list[int]] = {r: [0, 0] for r in rows}  # per row, [details read as drawn, details]
-    for item in make_bench(args.first + args.stories)[args.first :]:
+    make, gap, name = ((bench_set.make_long_bench, bench_set.LONG_MIN_RETURN_GAP, bench_set.LONG_NAME) if args.long
+                       else (bench_set.make_bench, bench_set.MIN_RETURN_GAP, bench_set.BENCH_NAME))
+    for item in make(args.first + args.stories)[args.first :]:
         story = item.story
         timeline = plan_for(story, gen)
         renderer = WorldRenderer(story)
         chunks = [renderer.render_chunk(ch, masks=True) for ch in timeline.chunks]
         frames = np.concatenate([f for f, _ in chunks])
         truths = [t for _, ts in chunks for t in ts]
-        plan = plan_story(story, timeline, truths, min_return_gap=MIN_RETURN_GAP)
+        plan = plan_story(story, timeline, truths, min_return_gap=gap)
         chars = {c.id: c for c in story.characters}
         for case in plan.returns:
             c = chars[case.character]
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 judged[row].append({"found": bool(a and b), "hidden_first": hidden_majority(a), "hidden_back": hidden_majority(b)})
         print(f"story {item.index}: {len(plan.returns)} returns", file=sys.stderr, flush=True)
 
-    print(f"\n{len(judged[rows[0]])} returns (absence >= {MIN_RETURN_GAP:g} s) of storyworld-bench stories {args.first}-{args.first + args.stories - 1}\n")
+    print(f"\n{len(judged[rows[0]])} returns (absence >= {gap:g} s) of {name} stories {args.first}-{args.first + args.stories - 1}\n")
     print("| figure in the ground-truth frames | hidden readings equal (first appearance vs return) | misses | look read back |\n|---|---|---|---|")
     for row in rows:
         h = hidden_readings(judged[row])

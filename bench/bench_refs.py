@@ -105,9 +105,12 @@ def reading(probes, frame: np.ndarray, box) -> dict | None:
     return best
 
 
-def story_args(doc: str, argv: list[str] | None, *, threads: int) -> argparse.Namespace:
-    """--first, --stories (storyworld-bench stories), --threads (set here), --weights."""
+def story_args(doc: str, argv: list[str] | None, *, threads: int, long: bool = False) -> argparse.Namespace:
+    """--first, --stories (storyworld-bench stories), --threads (set here), --weights; ``long``:
+    also --long (storyworld-bench-long's stories instead)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if long:
+        ap.add_argument("--long", action="store_true", help="storyworld-bench-long (180 s stories, returns after >= 65 s)")
     ap.add_argument("--first", type=int, default=10)
     ap.add_argument("--stories", type=int, default=20)
     ap.add_argument("--threads", type=int, default=threads)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def protocol_problems(story: Story, *, seconds: float = BENCH_SECONDS, min_retur
     return problems
 
 
-def _first_qualifying(n: int, seeds: range, make: Any, problems: Any, name: str) -> list[BenchStory]:
+def _first_qualifying(n: int, seeds: range, make: Callable[[int], Story], problems: Callable[[Story], list[str]], name: str) -> list[BenchStory]:
+    """The first ``n`` stories ``make(seed)`` over ``seeds`` with no ``problems``, numbered from 0."""
     if n < 1 or n > len(seeds) // 10:
         raise WorldError(f"n={n} out of range; expected 1 <= n <= {len(seeds) // 10}")
     out: list[BenchStory] = []
