@@ -100,6 +100,7 @@ def test_bench_memory_end_to_end_on_a_tiny_model(tiny_folder, probes, tmp_path, 
     assert all(f"| {m} |" in md for m in MODES) and "1 story" in md
     assert (out / "memory_bench.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert "looks_kept" not in res["rows"]["entity"] and "Looks kept" not in md  # a DiT without a figure layer has no looks
 
 
 def test_no_shot_sink_keeps_the_cache_at_cuts_in_memory_modes(tiny_folder, tmp_path):
@@ -151,6 +152,35 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert r.exit_code == 2
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
+
+
+def test_looks_kept_compares_the_layers_look_at_first_appearance_and_return():
+    from longtake.bench_memory import looks_kept
+    from longtake.eval.memory_bench import ReturnCase
+
+    story = story_with_return(size=64, seconds=1.0)
+    tl = plan(story)
+    per = tl.chunks[0].num_frames
+    case = lambda who, first, back: ReturnCase(who, who, first, back, 2.0, 1.0, True)  # noqa: E731
+    plan_ = type("P", (), {"returns": [case("mia", (1,), (2 * per + 1,)), case("leo", (per,), (2 * per,)), case("mia", (), (2 * per,))]})()
+    looks = [{"mia": 5, "leo": 3}, {"mia": 5, "leo": 3}, {"mia": 5, "leo": 9}] + [{}] * (len(tl.chunks) - 3)
+    # mia keeps seed 5; leo's look was drawn again (3 -> 9); a side with no frame judged is not kept
+    assert looks_kept(plan_, tl, looks) == [True, False, False]
+    assert looks_kept(plan_, tl, [{}] * len(tl.chunks)) is None  # no figure layer: nothing to say
+
+
+def test_bench_counts_the_looks_entity_memory_keeps_with_the_shipped_model(probes, tmp_path):
+    path = tmp_path / "story.json"
+    path.write_text(story_with_return(size=128, seconds=1.0).model_dump_json())
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["bench", "memory", "--memory", "sink", "entity", "--story", str(path), "--min-return-gap", "0.5",
+                            "--out", str(out)], terminal_width=400)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "memory_bench.json").read_text())
+    assert res["rows"]["entity"]["looks_kept"] == [1, 1]  # entity memory keeps Mia's record, so her look
+    assert res["stories"][0]["scores"]["entity"]["looks_kept"] == [True]
+    assert "looks_kept" not in res["rows"]["ground truth"] and len(res["rows"]["sink"]["looks_kept"]) == 2
+    assert "Looks kept at returns" in r.output and "entity 1/1" in (out / "memory_bench.md").read_text()
 
 
 def test_long_returns_runs_the_long_set_judged_from_65_s(tiny_folder, monkeypatch):

@@ -157,6 +157,7 @@ def run_memory_bench(
         kept |= {m: {} for m in modes}
         wanted = set(want)
         streams = {m: iter(generators[m].stream(timeline, seed=seed + k)) for m in modes}
+        looks_at: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}  # per mode, per chunk: the figure layer's looks
         for c in range(len(timeline)):
             r = c % len(modes)
             for m in modes[r:] + modes[:r]:
@@ -166,6 +167,7 @@ def run_memory_bench(
                 frames_made[m] += fc.frames.shape[0]
                 attended[m] = max(attended[m], int(getattr(generators[m], "attended_tokens", 0) or 0))
                 retrieval[m].add(fc.chunk, getattr(generators[m], "selected_tags", ()))
+                looks_at[m].append(dict(getattr(generators[m], "looks", None) or {}))
                 a = fc.chunk.start_frame
                 for i in range(fc.frames.shape[0]):
                     if a + i in wanted:
@@ -175,6 +177,8 @@ def run_memory_bench(
             for _ in streams[m]:  # a stream ends after its last chunk; drain it so it finishes cleanly
                 raise BenchError(f"memory mode {m!r} made more chunks than the timeline has")
         scores = {row: score_story(probes, plan, kept[row], threshold=threshold) for row in rows}
+        for m in modes:
+            scores[m]["looks_kept"] = looks_kept(plan, timeline, looks_at[m])
         per_story.append({"index": k, "title": story.title, "seed": seed + k, "num_frames": timeline.num_frames,
                           "chunks": len(timeline), "frames_read": len(want), "scores": scores})
         log.info("story %d/%d (%s): %d returns, %d revisits", k + 1, len(stories), story.title, len(plan.returns), len(plan.revisits))
@@ -191,6 +195,22 @@ def run_memory_bench(
         "rows": summary_rows(per_story, rows, modes, frames_made, seconds, attended, {m: retrieval[m].counts for m in modes}),
         "stories": per_story,
     }
+
+
+def looks_kept(plan: Any, timeline: Any, looks_at: Sequence[Mapping[str, Any]]) -> list[bool] | None:
+    """Per return of ``plan``: whether the figure layer drew the character with the same look
+    at the return (the chunk of the first frame judged there) as at her first appearance (the
+    same for its side), from ``looks_at`` (per chunk, the layer's looks after it). A
+    diagnostic of the generator's state, not of the video: it tells a look forgotten from one
+    the probes read differently. None for a generator without looks (no figure layer)."""
+    if not any(looks_at):
+        return None
+    chunk_of = np.concatenate([np.full(ch.num_frames, i) for i, ch in enumerate(timeline.chunks)])
+    out = []
+    for case in plan.returns:
+        a, b = (looks_at[int(chunk_of[side[0]])].get(case.character) if side else None for side in (case.first, case.back))
+        out.append(a is not None and a == b)
+    return out
 
 
 def _info(generator: Any) -> dict[str, Any]:

@@ -145,15 +145,16 @@ def _merged(paths: list[Path]) -> dict:
 
 def _show(result: dict, out_dir: Path | None) -> None:
     """Print the table (and the paired differences) and write the files."""
-    from longtake.eval.memory_bench_report import paired_lines, table, title, write_outputs
+    from longtake.eval.memory_bench_report import looks_line, paired_lines, table, title, write_outputs
 
     headers, body = table(result, compact=True)
     t = Table(*headers, title=title(result), title_justify="left")
     for row in body:
         t.add_row(*row)
     out.print(t)
-    for line in paired_lines(result):
-        out.print(line, highlight=False)
+    for line in [*paired_lines(result), looks_line(result)]:
+        if line:
+            out.print(line, highlight=False)
     if out_dir is not None:
         for p in write_outputs(result, out_dir):
             out.print(f"[green]wrote[/green] {p}", highlight=False)

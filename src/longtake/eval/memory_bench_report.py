@@ -132,6 +132,15 @@ def _readings(row: Mapping[str, Any]) -> str:
     return f"{e}/{n}" + (f" ({100 * e / n:.1f}%)" if n else "") + (f"; misses: {misses}" if misses else "")
 
 
+def looks_line(result: Mapping[str, Any]) -> str | None:
+    """How many returns got their look back in the figure layer, per mode (None: no mode has looks)."""
+    kept = {name: row["looks_kept"] for name, row in result["rows"].items() if row.get("looks_kept")}
+    if not kept:
+        return None
+    return ("Looks kept at returns (the figure layer drew the character with her first appearance's look; the generator's "
+            "state, not the video): " + ", ".join(f"{name} {k}/{n}" for name, (k, n) in kept.items()))
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     headers, rows = table(result)
     lines = [f"**{title(result)}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -142,6 +151,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines += [f"- {p}" for p in paired]
     lines += ["", "Hidden-detail readings equal on both sides, over the returns found, and the details read differently:", ""]
     lines += [f"- {name}: {_readings(result['rows'][name])}" for name in result["rows"]]
+    looks = looks_line(result)
+    if looks:
+        lines += ["", looks]
     lines += ["", "Columns (docs/memory.md, \"Benchmark\"): returns found = returns where the probes found the character "
               "on both sides / returns judged; identity = mean cosine similarity of the identity embeddings (return vs "
               "first appearance); identity >= t = share of returns at or above the threshold (not found counts as below); "

@@ -135,6 +135,9 @@ def summary_rows(per_story: Sequence[Mapping[str, Any]], rows: Sequence[str], mo
             summary[row]["attended_tokens_max"] = attended[row]
         if retrieval is not None and row in retrieval:
             summary[row]["retrieval"] = dict(retrieval[row]) | {"shares": retrieval_shares(retrieval[row])}
+        kept = [k for sc in scores for k in (sc.get("looks_kept") or [])]
+        if any(sc.get("looks_kept") is not None for sc in scores):  # modes of a generator with looks (session 27 on)
+            summary[row]["looks_kept"] = [sum(kept), len(kept)]
     sink = summary.get("sink", {}).get("fps")
     ref = [st["scores"]["sink"] for st in per_story] if "sink" in modes else None
     for row in modes:
