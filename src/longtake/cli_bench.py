@@ -30,8 +30,8 @@ def bench_callback() -> None:
 def memory_cmd(
     more_modes: Annotated[list[str] | None, typer.Argument(metavar="MODE", help="More memory modes (so that `--memory none sink nam` works).", show_default=False)] = None,
     memory: Annotated[list[str] | None, typer.Option("--memory", help="Memory modes to compare: none sink nam nam+sma entity (default: all five; repeat, list after it, or comma-separate).", show_default=False)] = None,
-    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (N from --first on; 60 s each; ignored with --story).")] = 10,
-    first: Annotated[int, typer.Option("--first", help="Index of the first storyworld-bench story (0-49): another subset, e.g. to run two halves at once and --merge them.")] = 0,
+    stories: Annotated[int, typer.Option("--stories", help="How many storyworld-bench stories (N from --first on; 60 s each, 180 s with --long-returns; ignored with --story).")] = 10,
+    first: Annotated[int, typer.Option("--first", help="Index of the first storyworld-bench story (0-49; 0-15 with --long-returns): another subset, e.g. to run two halves at once and --merge them.")] = 0,
     weights: Annotated[Path | None, typer.Option("--weights", help="A built-in model folder (default: the shipped weights).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Render seed of the first bench story (storyworld-bench story i uses seed + i, in every mode).")] = 0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write memory_bench.json, memory_bench.md and memory_bench.png here.")] = None,
