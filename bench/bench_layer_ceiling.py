@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = ("ground truth (StoryWorld's figure)", "the layer's figure, one look")
     judged: dict[str, list[dict]] = {r: [] for r in rows}  # per row, the returns as the bench's scoring records them
     back: dict[str, list[int]] = {r: [0, 0] for r in rows}  # per row, [details read as drawn, details]
-    make, gap, name = ((bench_set.make_long_bench, bench_set.LONG_MIN_RETURN_GAP, bench_set.LONG_NAME) if args.long
-                       else (bench_set.make_bench, bench_set.MIN_RETURN_GAP, bench_set.BENCH_NAME))
-    for item in make(args.first + args.stories)[args.first :]:
+    spec = bench_set.bench_spec(args.long)
+    gap = spec.min_return_gap
+    for item in spec.make(args.first + args.stories)[args.first :]:
         story = item.story
         timeline = plan_for(story, gen)
         renderer = WorldRenderer(story)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 judged[row].append({"found": bool(a and b), "hidden_first": hidden_majority(a), "hidden_back": hidden_majority(b)})
         print(f"story {item.index}: {len(plan.returns)} returns", file=sys.stderr, flush=True)
 
-    print(f"\n{len(judged[rows[0]])} returns (absence >= {gap:g} s) of {name} stories {args.first}-{args.first + args.stories - 1}\n")
+    print(f"\n{len(judged[rows[0]])} returns (absence >= {gap:g} s) of {spec.name} stories {args.first}-{args.first + args.stories - 1}\n")
     print("| figure in the ground-truth frames | hidden readings equal (first appearance vs return) | misses | look read back |\n|---|---|---|---|")
     for row in rows:
         h = hidden_readings(judged[row])

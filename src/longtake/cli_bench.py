@@ -59,13 +59,13 @@ def memory_cmd(
     from longtake.world import bench_set
 
     modes = check_modes([m.strip() for v in [*(memory or []), *(more_modes or [])] for m in v.split(",") if m.strip()] or list(MODES))
-    set_name, set_size = (bench_set.LONG_NAME, bench_set.LONG_SIZE) if long_returns else (bench_set.BENCH_NAME, bench_set.BENCH_SIZE)
+    spec = bench_set.bench_spec(long_returns)
     if stories < 1:
         raise fail([f"--stories {stories}: expected at least 1"])
     if long_returns and story_files:
         raise fail(["--long-returns runs storyworld-bench-long; --story runs your own scripts: give one of them"])
-    if first < 0 or (not story_files and first + stories > set_size):
-        raise fail([f"--first {first} --stories {stories}: expected 0 <= first and first + stories <= {set_size} ({set_name} has {set_size} stories)"])
+    if first < 0 or (not story_files and first + stories > spec.size):
+        raise fail([f"--first {first} --stories {stories}: expected 0 <= first and first + stories <= {spec.size} ({spec.name} has {spec.size} stories)"])
     if weights is not None and not weights.is_dir():
         raise fail([f"--weights {weights}: no such folder; expected a built-in model folder (docs/models.md)"])
     if nam_score not in ("prompt", "memflow"):
@@ -92,8 +92,7 @@ def memory_cmd(
 
         chosen = [load_story(p) for p in story_files]
     else:
-        make = bench_set.make_long_bench if long_returns else bench_set.make_bench
-        chosen = [item.story for item in make(first + stories)[first:]]
+        chosen = [item.story for item in spec.make(first + stories)[first:]]
     if entity_figures and "entity" not in modes:
         raise fail(["--entity-figures changes the entity mode; add it to --memory"])
     configs = {m: MemoryConfig(mode=m, entity_figures=entity_figures and m == "entity",  # type: ignore[arg-type]
@@ -110,10 +109,10 @@ def memory_cmd(
             bar.update(tasks[p.row], completed=p.chunks_done, total=p.chunks_total, story=f"{p.story + 1}/{p.stories}")
 
         result = run_memory_bench(chosen, generators, probe_set, seed=seed + (0 if story_files else first), on_progress=progress,
-                                  name="custom stories" if story_files else set_name,
-                                  min_return_gap=min_return_gap or (bench_set.LONG_MIN_RETURN_GAP if long_returns else bench_set.MIN_RETURN_GAP),
+                                  name="custom stories" if story_files else spec.name,
+                                  min_return_gap=min_return_gap or spec.min_return_gap,
                                   settings={"weights": str(weights) if weights else "shipped", "device": device or "cpu",
-                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else set_name,
+                                            "precision": precision, "stories_from": [str(p) for p in story_files] if story_files else spec.name,
                                             "first": 0 if story_files else first, "shot_sink": not no_shot_sink,
                                             "nam": {"score": nam_score, "gate": configs[modes[0]].use_nam_gate, "lookahead_s": configs[modes[0]].use_nam_lookahead},
                                             "entity_gate": configs[modes[0]].use_entity_gate, "entity_place": entity_place})

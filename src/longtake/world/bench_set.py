@@ -160,9 +160,22 @@ def segments(story: Story) -> list[dict[str, Any]]:
     return out
 
 
-def _protocol(long: bool) -> tuple[float, float]:
-    """(seconds, minimum return gap) of storyworld-bench, or of storyworld-bench-long."""
-    return (LONG_SECONDS, LONG_MIN_RETURN_GAP) if long else (BENCH_SECONDS, MIN_RETURN_GAP)
+@dataclass(frozen=True)
+class BenchSpec:
+    """One of the two benchmark sets: its name, size, protocol and how to make its first n stories."""
+
+    name: str
+    size: int
+    seconds: float
+    min_return_gap: float
+    make: Callable[[int], list[BenchStory]]
+
+
+def bench_spec(long: bool = False) -> BenchSpec:
+    """storyworld-bench, or with ``long`` storyworld-bench-long."""
+    if long:
+        return BenchSpec(LONG_NAME, LONG_SIZE, LONG_SECONDS, LONG_MIN_RETURN_GAP, make_long_bench)
+    return BenchSpec(BENCH_NAME, BENCH_SIZE, BENCH_SECONDS, MIN_RETURN_GAP, make_bench)
 
 
 def index_entry(item: BenchStory, *, long: bool = False) -> dict[str, Any]:
@@ -175,7 +188,7 @@ def index_entry(item: BenchStory, *, long: bool = False) -> dict[str, Any]:
         "duration_s": story.duration,
         "characters": {c.id: c.description for c in story.characters},
         "locations": [loc.id for loc in story.locations],
-        "returns": [r.to_dict() for r in returns(story, min_gap=_protocol(long)[1])],
+        "returns": [r.to_dict() for r in returns(story, min_gap=bench_spec(long).min_return_gap)],
         "revisited_locations": revisited_locations(story),
         "segment_boundaries_s": [s["start_s"] for s in segments(story)][1:],
         "segments": segments(story),
@@ -183,9 +196,10 @@ def index_entry(item: BenchStory, *, long: bool = False) -> dict[str, Any]:
 
 
 def bench_index(items: list[BenchStory], *, seed: int, long: bool = False) -> dict[str, Any]:
-    seconds, gap = _protocol(long)
+    spec = bench_spec(long)
+    seconds, gap = spec.seconds, spec.min_return_gap
     return {
-        "name": LONG_NAME if long else BENCH_NAME,
+        "name": spec.name,
         "version": BENCH_VERSION,
         "split": "heldout",
         "seed": None if long else seed,
@@ -209,7 +223,7 @@ def write_bench(out_dir: str | Path, *, n: int = 50, seed: int = 0, long: bool =
     """Write ``story_000.yaml`` ... and ``index.json`` into ``out_dir``; returns the index path.
     ``long``: storyworld-bench-long's first ``n`` stories (``seed`` is not used)."""
     out = Path(out_dir)
-    items = make_long_bench(n) if long else make_bench(n, seed)
+    items = make_long_bench(n) if long else make_bench(n, seed)  # the standard set also takes a seed
     for item in items:
         item.story.save(out / item.file)
     index = out / "index.json"
@@ -224,12 +238,12 @@ def check_bench(bench_dir: str | Path) -> list[str]:
         index = json.loads((root / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         return [f"{root / 'index.json'}: cannot read: {err}"]
-    seconds, gap = _protocol(index.get("name") == LONG_NAME)
+    spec = bench_spec(index.get("name") == LONG_NAME)
     problems: list[str] = []
     for entry in index["stories"]:
         story = Story.load(root / entry["file"])
         check_story(story)
-        problems += [f"{entry['file']}: {p}" for p in protocol_problems(story, seconds=seconds, min_return_gap=gap)]
+        problems += [f"{entry['file']}: {p}" for p in protocol_problems(story, seconds=spec.seconds, min_return_gap=spec.min_return_gap)]
         if story.content_hash() != entry["story_hash"]:
             problems.append(f"{entry['file']}: content hash differs from index.json")
     return problems
